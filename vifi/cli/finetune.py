@@ -1,0 +1,59 @@
+"""`vifi finetune RECIPE_OR_CONFIG`: train a ViFi-CLIP model and evaluate it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def finetune(
+    recipe: str = typer.Argument(..., help="recipe name (e.g. demo, k400) or a YAML config path"),
+    out: Path = typer.Option(Path("runs/run"), "--out", "-o", help="run folder"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override, e.g. --set train.lr=1e-5 (repeatable)"),
+    data: Optional[str] = typer.Option(None, "--data", help="training list (data.train_list)"),
+    val: Optional[str] = typer.Option(None, "--val", help="evaluation list (data.val_list)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="label CSV (data.labels)"),
+    root: Optional[str] = typer.Option(None, "--root", help="video root (data.root)"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: local file or open_clip tag"),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="start from a vifi checkpoint's weights"),
+    train_mode: Optional[str] = typer.Option(None, "--train", help="both | image | text"),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="per-device micro-batch (global batch is kept)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
+    deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),
+) -> None:
+    from vifi.config import load_config
+    from vifi.engine.train import EXIT_PREEMPTED, Preempted
+    from vifi.runs import run_finetune
+
+    overrides = list(set_ or [])
+    for key, value in (("data.train_list", data), ("data.val_list", val), ("data.labels", labels),
+                       ("data.root", root), ("model.clip", clip), ("model.init_from", init_from),
+                       ("model.train", train_mode), ("train.micro_batch", micro_batch)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if resume:
+        from vifi.config import validate_config
+        import yaml
+
+        saved = out / "config.yaml"
+        if not saved.is_file():
+            from vifi.errors import VifiError
+
+            raise VifiError(f"--resume: {saved} not found; start the run without --resume")
+        cfg = validate_config(yaml.safe_load(saved.read_text()), where=str(saved))
+    else:
+        cfg = load_config(recipe, overrides)
+    try:
+        run_finetune(cfg, out, overwrite=overwrite, resume=resume, device=device, deterministic=deterministic)
+    except Preempted as exc:
+        print(f"preempted: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("finetune", help="Fine-tune CLIP on videos (ViFi-CLIP), then evaluate; writes a run folder.")(finetune)

@@ -1,0 +1,127 @@
+"""Batch colour augmentation and normalisation on the device (GPU when there is one).
+
+Workers hand over uint8 frames plus each video's random draws (`draw_colour_params`), so the result depends only
+on (seed, epoch, video) — not on worker count, batch composition or world size — and one batched pass does the
+work the reference did per frame through PIL. Float maths without the intermediate uint8 rounding of PIL.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# ImageNet statistics ×255 on 0–255 RGB: what the released ViFi-CLIP weights were trained with (not CLIP's).
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
+
+BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.4, 0.4, 0.2, 0.1
+
+
+def draw_colour_params(t: int, rng: np.random.Generator, jitter_p: float, gray_p: float) -> dict[str, np.ndarray]:
+    """Per-video decisions (flip, jitter on/off, grayscale) and per-frame jitter factors and order (SPEC §2.5)."""
+    return {
+        "flip": np.array(rng.random() < 0.5),
+        "jitter": np.array(rng.random() < jitter_p),
+        "gray": np.array(rng.random() < gray_p),
+        "brightness": rng.uniform(1 - BRIGHTNESS, 1 + BRIGHTNESS, size=t).astype(np.float32),
+        "contrast": rng.uniform(1 - CONTRAST, 1 + CONTRAST, size=t).astype(np.float32),
+        "saturation": rng.uniform(1 - SATURATION, 1 + SATURATION, size=t).astype(np.float32),
+        "hue": rng.uniform(-HUE, HUE, size=t).astype(np.float32),
+        "order": np.stack([rng.permutation(4) for _ in range(t)]).astype(np.int64),
+    }
+
+
+def normalise(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0,1] float [..., H, W, 3] channels-last -> normalised float [..., 3, H, W]."""
+    x = frames.float()
+    if frames.dtype == torch.uint8:
+        x = x / 255.0
+    x = x.movedim(-1, -3)
+    mean = torch.tensor(MEAN, device=x.device).view(3, 1, 1) / 255.0
+    std = torch.tensor(STD, device=x.device).view(3, 1, 1) / 255.0
+    return (x - mean) / std
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """[..., 3, H, W] -> [..., 1, H, W] with torchvision's ITU-R 601 weights."""
+    r, g, b = x.unbind(-3)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    return (ratio * a + (1 - ratio) * b).clamp(0, 1)
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(-3)
+    maxc, _ = x.max(dim=-3)
+    minc, _ = x.min(dim=-3)
+    eqc = maxc == minc
+    cr = maxc - minc
+    ones = torch.ones_like(maxc)
+    s = cr / torch.where(eqc, ones, maxc)
+    cr_div = torch.where(eqc, ones, cr)
+    rc, gc, bc = (maxc - r) / cr_div, (maxc - g) / cr_div, (maxc - b) / cr_div
+    hr = (maxc == r) * (bc - gc)
+    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
+    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
+    return torch.stack((h, s, maxc), dim=-3)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(-3)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p = (v * (1 - s)).clamp(0, 1)
+    q = (v * (1 - s * f)).clamp(0, 1)
+    t = (v * (1 - s * (1 - f))).clamp(0, 1)
+    choices = torch.stack([
+        torch.stack(c, dim=-3) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
+    ])  # [6, ..., 3, H, W]
+    mask = torch.nn.functional.one_hot(i, 6).movedim(-1, 0).unsqueeze(-3).to(x.dtype)
+    return (choices * mask).sum(0)
+
+
+def adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
+    """One ColorJitter op on [N, 3, H, W] in [0,1] with a per-image factor [N]."""
+    f = factor.view(-1, 1, 1, 1)
+    if op == 0:
+        return _blend(x, torch.zeros_like(x), f)
+    if op == 1:
+        mean = _gray(x).mean(dim=(-3, -2, -1), keepdim=True)
+        return _blend(x, mean, f)
+    if op == 2:
+        return _blend(x, _gray(x), f)
+    hsv = _rgb_to_hsv(x)
+    h = torch.remainder(hsv[:, 0:1] + f, 1.0)
+    return _hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1))
+
+
+def colour_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Per-frame jitter of [N, 3, H, W] in [0,1]. factors [N, 4] (brightness, contrast, saturation, hue);
+    order [N, 4] a permutation per frame. Stage k applies op order[:, k] to every frame at once."""
+    for stage in range(4):
+        out = x
+        for op in range(4):
+            sel = order[:, stage] == op
+            if sel.any():
+                out = torch.where(sel.view(-1, 1, 1, 1), adjust(x, op, factors[:, op]), out)
+        x = out
+    return x
+
+
+def augment_batch(frames: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """uint8 [B, T, H, W, 3] + per-video params -> normalised float [B, T, 3, H, W] (flip, jitter, gray)."""
+    b, t = frames.shape[:2]
+    x = frames.float().div_(255.0).movedim(-1, -3)  # [B, T, 3, H, W]
+    flip = params["flip"].view(b, 1, 1, 1, 1)
+    x = torch.where(flip, x.flip(-1), x)
+    factors = torch.stack([params["brightness"], params["contrast"], params["saturation"], params["hue"]], dim=-1)
+    jittered = colour_jitter(x.flatten(0, 1), factors.flatten(0, 1), params["order"].flatten(0, 1)).view_as(x)
+    x = torch.where(params["jitter"].view(b, 1, 1, 1, 1), jittered, x)
+    x = torch.where(params["gray"].view(b, 1, 1, 1, 1), _gray(x).expand_as(x), x)
+    mean = torch.tensor(MEAN, device=x.device).view(3, 1, 1) / 255.0
+    std = torch.tensor(STD, device=x.device).view(3, 1, 1) / 255.0
+    return (x - mean) / std

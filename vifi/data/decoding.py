@@ -1,0 +1,75 @@
+"""Video decoding backends. Both return uint8 frames [K, H, W, 3] (RGB) for the requested indices.
+
+decord is the default (one batched `get_batch` per video); PyAV is the fallback and gives the same frames for the
+same indices (it decodes sequentially and keeps the frames asked for).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vifi.errors import VifiError
+
+
+class DecodeError(VifiError):
+    pass
+
+
+def _decord_reader(path: str):
+    import decord
+
+    try:
+        return decord.VideoReader(path, num_threads=1)
+    except Exception as exc:  # noqa: BLE001 - decord raises its own error types
+        raise DecodeError(f"cannot decode video {path}: {str(exc).splitlines()[0][:160]}") from None
+
+
+def count_frames(path: str | Path, backend: str = "decord") -> int:
+    path = str(path)
+    if backend == "decord":
+        return len(_decord_reader(path))
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            return sum(1 for _ in container.decode(stream))
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise DecodeError(f"cannot decode video {path}: {exc}") from None
+
+
+def read_frames(path: str | Path, indices_fn, backend: str = "decord") -> np.ndarray:
+    """Decode the frames `indices_fn(num_frames)` selects. Returns (frames [K,H,W,3] uint8, indices)."""
+    path = str(path)
+    if backend == "decord":
+        reader = _decord_reader(path)
+        n = len(reader)
+        if n == 0:
+            raise DecodeError(f"video {path} has no frames")
+        indices = np.asarray(indices_fn(n)).reshape(-1)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        try:
+            frames = reader.get_batch(unique.tolist()).asnumpy()
+        except Exception as exc:  # noqa: BLE001
+            raise DecodeError(f"cannot decode frames of {path}: {str(exc).splitlines()[0][:160]}") from None
+        return frames[inverse], indices
+    return _read_frames_pyav(path, indices_fn)
+
+
+def _read_frames_pyav(path: str, indices_fn):
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise DecodeError(f"cannot decode video {path}: {exc}") from None
+    if not decoded:
+        raise DecodeError(f"video {path} has no frames")
+    indices = np.asarray(indices_fn(len(decoded))).reshape(-1)
+    return np.stack([decoded[i] for i in indices]), indices

@@ -1,0 +1,107 @@
+"""The embedded demo: a small synthetic action dataset written as real H.264 mp4 files.
+
+ViFi-CLIP averages frame features, so it sees a video as a *set* of frames and cannot tell frame order: "sliding
+left" and "sliding right" would be one class to it. The classes here therefore differ as sets of frames — colour,
+shape, and motion that changes what single frames look like (spinning shapes change orientation, pulsing ones
+change size, sliding ones change position).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vifi.data.annotations import Entry, write_annotation_list, write_label_csv
+from vifi.fileio import atomic_path
+
+CLASSES = [
+    ("red", "circle", "sliding across"),
+    ("red", "circle", "pulsing"),
+    ("blue", "square", "spinning"),
+    ("blue", "square", "sliding across"),
+    ("green", "triangle", "spinning"),
+    ("green", "triangle", "pulsing"),
+]
+COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 190, 60)}
+WIDTH, HEIGHT, FRAMES, FPS = 96, 72, 24, 8
+
+
+def class_names() -> list[str]:
+    return [f"a {colour} {shape} {motion}" for colour, shape, motion in CLASSES]
+
+
+def _shape_mask(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    dx, dy = xx - cx, yy - cy
+    if shape == "circle":
+        return dx * dx + dy * dy <= radius * radius
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * dx + s * dy, -s * dx + c * dy  # coordinates in the shape's rotated frame
+    if shape == "square":
+        return (np.abs(u) <= radius * 0.8) & (np.abs(v) <= radius * 0.8)
+    # triangle: three half-planes around the centre
+    inside = np.ones_like(u, dtype=bool)
+    for k in range(3):
+        a = 2 * np.pi * k / 3
+        inside &= (np.cos(a) * u + np.sin(a) * v) <= radius * 0.5
+    return inside
+
+
+def render_video(label: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [FRAMES, HEIGHT, WIDTH, 3] for one video of class `label`."""
+    colour, shape, motion = CLASSES[label]
+    rgb = np.array(COLOURS[colour], dtype=np.float32) + rng.normal(0, 12, 3)
+    background = rng.uniform(90, 170) + rng.normal(0, 6, 3)
+    radius = rng.uniform(9, 13)
+    cx, cy = rng.uniform(30, WIDTH - 30), rng.uniform(24, HEIGHT - 24)
+    angle0, spin = rng.uniform(0, 2 * np.pi), rng.choice([-1, 1]) * rng.uniform(0.25, 0.45)
+    direction = rng.choice([-1, 1])
+    frames = np.empty((FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    for t in range(FRAMES):
+        x, y, r, angle = cx, cy, radius, angle0
+        if motion == "sliding across":
+            x = (12 + (WIDTH - 24) * t / (FRAMES - 1)) if direction > 0 else (WIDTH - 12 - (WIDTH - 24) * t / (FRAMES - 1))
+        elif motion == "pulsing":
+            r = radius * (0.55 + 0.6 * (0.5 + 0.5 * np.sin(2 * np.pi * t / 8 + angle0)))
+        elif motion == "spinning":
+            angle = angle0 + spin * t
+        img = np.broadcast_to(background, (HEIGHT, WIDTH, 3)) + rng.normal(0, 4, (HEIGHT, WIDTH, 3))
+        img = np.where(_shape_mask(shape, x, y, r, angle)[..., None], rgb, img)
+        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
+    import av
+
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            stream.options = {"crf": "18", "preset": "veryfast"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+
+
+def generate_demo(out: str | Path, train_per_class: int = 20, test_per_class: int = 8, seed: int = 0) -> dict[str, Path]:
+    """Write videos/, train.txt, test.txt and labels.csv under `out` (skips if already complete)."""
+    out = Path(out)
+    files = {"root": out / "videos", "train_list": out / "train.txt", "val_list": out / "test.txt",
+             "labels": out / "labels.csv"}
+    if all(p.exists() for p in files.values()):
+        return files
+    rng = np.random.default_rng(seed)
+    splits: dict[str, list[Entry]] = {"train": [], "test": []}
+    for label in range(len(CLASSES)):
+        folder = "_".join(CLASSES[label]).replace(" ", "_")
+        for split, count in (("train", train_per_class), ("test", test_per_class)):
+            for i in range(count):
+                rel = f"{folder}/{split}_{i:03d}.mp4"
+                write_mp4(files["root"] / rel, render_video(label, rng))
+                splits[split].append(Entry(rel, label))
+    write_label_csv(files["labels"], class_names())
+    write_annotation_list(files["val_list"], splits["test"])
+    write_annotation_list(files["train_list"], splits["train"])  # written last: its presence marks completion
+    return files

@@ -1,0 +1,134 @@
+"""Build open_clip's CLIP and load weights into it: OpenAI TorchScript archives, state dicts, open_clip tags.
+
+An architecture is described by a plain dict (`embed_dim`, `vision_cfg`, `text_cfg`, `quick_gelu`) so it can be
+stored inside our checkpoints and rebuilt without any registry.
+"""
+
+from __future__ import annotations
+
+import copy
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vifi.errors import VifiError
+
+# A tiny random-init CLIP for tests and the demo: real open_clip code, real tokenizer, small widths.
+TINY_CLIP: dict[str, Any] = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    "quick_gelu": True,
+}
+
+
+def arch_config(arch: str) -> dict[str, Any]:
+    """The architecture dict of `arch`: "tiny", or any open_clip model name (e.g. "ViT-B-16")."""
+    if arch == "tiny":
+        return copy.deepcopy(TINY_CLIP)
+    import open_clip
+
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise VifiError(f"unknown architecture '{arch}'; use 'tiny' or an open_clip name such as ViT-B-16")
+    cfg = copy.deepcopy(cfg)
+    # OpenAI CLIP (the paper's backbone) was trained with QuickGELU.
+    cfg.setdefault("quick_gelu", True)
+    keep = {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu"}
+    return {k: v for k, v in cfg.items() if k in keep}
+
+
+def build_clip(cfg: dict[str, Any]) -> torch.nn.Module:
+    import open_clip
+
+    return open_clip.CLIP(**copy.deepcopy(cfg))
+
+
+def infer_arch_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Architecture of an OpenAI-layout ViT CLIP state dict, read off the tensor shapes (64-wide heads, QuickGELU)."""
+    try:
+        conv = sd["visual.conv1.weight"]
+        width = conv.shape[0]
+        patch = conv.shape[-1]
+        grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+        v_layers = len({k.split(".")[3] for k in sd if k.startswith("visual.transformer.resblocks.")})
+        t_width = sd["ln_final.weight"].shape[0]
+        t_layers = len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")})
+        cfg = {
+            "embed_dim": sd["text_projection"].shape[1],
+            "vision_cfg": {"image_size": patch * grid, "layers": v_layers, "width": width, "patch_size": patch,
+                           "head_width": 64},
+            "text_cfg": {"context_length": sd["positional_embedding"].shape[0],
+                         "vocab_size": sd["token_embedding.weight"].shape[0], "width": t_width,
+                         "heads": max(1, t_width // 64), "layers": t_layers},
+            "quick_gelu": True,
+        }
+    except KeyError as exc:
+        raise VifiError(f"weights are not a ViT CLIP state dict in OpenAI/open_clip layout (missing {exc})") from None
+    return cfg
+
+
+def read_weight_file(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weight file without running any code from it."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if _is_torchscript(path):
+        # OpenAI's archive is TorchScript; loading it builds modules from the archive's own code, which is
+        # the format's design. Only explicitly given local files reach this.
+        return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a bad file, reported in one line
+        raise VifiError(f"cannot read weights from {path}: {str(exc).splitlines()[0][:200]}") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise VifiError(f"{path} does not hold a state dict")
+    return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in zf.namelist())
+
+
+def load_clip(arch: str, weights: str | None, allow_random: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build CLIP for `arch` and load `weights` (a local file or an open_clip pretrained tag).
+
+    A real architecture without weights is refused unless `allow_random`, so nobody evaluates noise by accident.
+    """
+    if weights is None:
+        if arch != "tiny" and not allow_random:
+            raise VifiError(f"no CLIP weights for architecture {arch}: pass --clip PATH (OpenAI .pt, state dict or "
+                            "safetensors) or --clip openai to download through open_clip")
+        cfg = arch_config(arch)
+        return build_clip(cfg), cfg
+    path = Path(weights)
+    if path.exists():
+        sd = read_weight_file(path)
+        sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+        cfg = infer_arch_from_state_dict(sd)
+        model = build_clip(cfg)
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+        missing = [k for k in missing if k != "attn_mask"]
+        if missing or unexpected:
+            raise VifiError(f"{path} does not match CLIP {cfg['vision_cfg']['width']}w: missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]}")
+        return model, cfg
+    if "/" in weights or "\\" in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors"):
+        raise VifiError(f"--clip {weights}: file not found; give a local weight file or an open_clip tag (e.g. openai)")
+    import open_clip
+
+    cfg = arch_config(arch)
+    try:
+        model = open_clip.create_model(arch, pretrained=weights, force_quick_gelu=cfg["quick_gelu"])
+    except Exception as exc:  # noqa: BLE001 - network/tag problems are user-facing
+        raise VifiError(f"--clip {weights}: open_clip could not provide {arch} weights ({str(exc).splitlines()[0][:160]}); "
+                        "pass a local weight file instead") from None
+    return model, cfg

@@ -1,0 +1,45 @@
+"""Progress reporting: rich bars on a terminal, plain periodic lines otherwise (logs, CI, Slurm)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+
+
+class _PlainBar:
+    def __init__(self, description: str, total: int, every_s: float = 10.0):
+        self.description, self.total, self.done = description, total, 0
+        self.every_s, self.last = every_s, 0.0
+        self.start = time.monotonic()
+
+    def advance(self, n: int = 1, info: str = "") -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every_s or self.done >= self.total:
+            self.last = now
+            extra = f" {info}" if info else ""
+            print(f"{self.description}: {self.done}/{self.total} ({now - self.start:.0f}s){extra}", flush=True)
+
+
+class _RichBar:
+    def __init__(self, progress, task):
+        self.progress, self.task = progress, task
+
+    def advance(self, n: int = 1, info: str = "") -> None:
+        self.progress.update(self.task, advance=n, info=info)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, enabled: bool = True):
+    if not enabled:
+        yield _PlainBar(description, total, every_s=float("inf"))
+        return
+    if not sys.stdout.isatty():
+        yield _PlainBar(description, total)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False) as progress:
+        yield _RichBar(progress, progress.add_task(description, total=total, info=""))

@@ -1,0 +1,45 @@
+"""Result tables: pandas frames written as CSV / Markdown / JSON, and rendered with rich."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vifi.fileio import write_json_atomic, write_text_atomic
+
+
+def frame_to_markdown(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def write_table(out_dir: str | Path, table: pd.DataFrame, summary: dict[str, Any], title: str) -> None:
+    """results.csv / results.md / results.json in `out_dir`; `summary` is the top level of results.json."""
+    out_dir = Path(out_dir)
+    write_text_atomic(out_dir / "results.csv", table.to_csv(index=False))
+    write_text_atomic(out_dir / "results.md", f"# {title}\n\n" + frame_to_markdown(table))
+    write_json_atomic(out_dir / "results.json", {**summary, "table": json.loads(table.to_json(orient="records"))})
+
+
+def print_table(table: pd.DataFrame, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rich_table = Table(title=title)
+    for col in table.columns:
+        rich_table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(table[col]) else "left")
+    for row in table.itertuples(index=False):
+        rich_table.add_row(*(_fmt(v) for v in row))
+    Console().print(rich_table)

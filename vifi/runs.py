@@ -1,0 +1,184 @@
+"""Runs: a config + a folder -> a trained model and its result files. What the CLI's finetune and eval call."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from vifi.config import RunConfig, dump_config
+from vifi.data.annotations import check_videos_exist, read_annotation_list, read_label_csv
+from vifi.data.dataset import ClipSpec, EvalClips, TrainClips
+from vifi.engine.evaluate import EvalResult, class_text_features, evaluate
+from vifi.engine.runtime import Runtime, seed_everything, set_deterministic, setup_runtime
+from vifi.errors import VifiError
+from vifi.fileio import write_text_atomic
+from vifi.results import print_table, write_table
+
+RUN_FILES = ("config.yaml", "log.csv", "summary.csv", "results.csv", "results.md", "results.json", "predictions.csv")
+
+
+def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to clobber: a finished run needs --overwrite; a run in progress needs --resume or --overwrite."""
+    if resume and overwrite:
+        raise VifiError("--resume and --overwrite contradict each other; pick one")
+    finished = (out / "results.json").exists()
+    started = (out / "checkpoints" / "latest.json").exists()
+    if resume:
+        if not started:
+            raise VifiError(f"--resume: {out} has no checkpoint to continue from; start the run without --resume")
+        return
+    if (finished or started) and not overwrite:
+        what = "a finished run" if finished else "a run in progress (continue it with --resume)"
+        raise VifiError(f"{out} already holds {what}; pass --overwrite to replace it or choose another --out")
+    if overwrite:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir():
+        raise VifiError(f"--out {out} is not a folder")
+
+
+def resolve_data(cfg: RunConfig, out: Path) -> RunConfig:
+    """Fill the demo dataset's paths (generating it on first use) when the config asks for the demo."""
+    d = cfg.data
+    if d.demo and not (d.train_list and d.val_list and d.labels and d.root):
+        from vifi.data.demo import generate_demo
+
+        files = generate_demo(out / "demo-data")
+        update = {k: str(files[k]) for k in ("train_list", "val_list", "labels", "root")}
+        cfg = cfg.model_copy(update={"data": d.model_copy(update=update)})
+    return cfg
+
+
+def load_split(list_path: str | None, labels: list[str], root: str | None, what: str):
+    if not list_path:
+        raise VifiError(f"no {what} list given: set data.{what}_list (or pass --data)")
+    if not root:
+        raise VifiError("no video root given: set data.root (or pass --root)")
+    entries = read_annotation_list(list_path, num_classes=len(labels))
+    check_videos_exist(entries, root, list_path)
+    return entries
+
+
+def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
+                 device: str | None = None, deterministic: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    from vifi.engine.train import Trainer
+    from vifi.model.factory import build_model, prompt_template
+
+    out = Path(out)
+    if not resume:
+        prepare_run_dir(out, overwrite, resume)
+    else:
+        prepare_run_dir(out, False, True)
+    runtime = setup_runtime(device, cfg.train.precision)
+    if runtime.is_main:
+        cfg = resolve_data(cfg, out)
+    if runtime.distributed:
+        holder = [cfg.model_dump()]
+        torch.distributed.broadcast_object_list(holder)
+        cfg = RunConfig.model_validate(holder[0])
+    set_deterministic(deterministic)
+    seed_everything(cfg.train.seed)
+    names = read_label_csv(_need(cfg.data.labels, "data.labels (or --labels)"))
+    train_entries = load_split(cfg.data.train_list, names, cfg.data.root, "train")
+    val_entries = load_split(cfg.data.val_list, names, cfg.data.root, "val")
+    model = build_model(cfg.model).to(runtime.device)
+    template = prompt_template(cfg.model)
+    tokens = model.tokenize(_prompts(names, template))
+    spec = ClipSpec(cfg.data.frames, cfg.data.input_size, cfg.data.backend)
+    train_set = TrainClips(train_entries, cfg.data.root, spec, cfg.train.seed, cfg.train.color_jitter,
+                           cfg.train.grayscale)
+    val_set = EvalClips(val_entries, cfg.data.root, spec, cfg.eval.clips, cfg.eval.crops,
+                        cfg.eval.reference_multiclip, cfg.train.seed)
+    if runtime.is_main and not resume:
+        write_text_atomic(out / "config.yaml", dump_config(cfg))
+    last: dict[str, EvalResult] = {}
+
+    def evaluate_epoch(epoch: int) -> dict:
+        result = evaluate(model, val_set, names, runtime, batch=cfg.eval.batch, num_workers=cfg.data.num_workers,
+                          template=template, show_progress=show_progress)
+        model.train()
+        last["result"] = result
+        if runtime.is_main:
+            print(f"epoch {epoch + 1}: top1 {result.top1:.2f}  top5 {result.top5:.2f}  ({result.n_videos} videos)",
+                  flush=True)
+        return result.summary()
+
+    meta = {"class_names": names, "prompt_template": template if template is not None else "",
+            "frames": cfg.data.frames, "input_size": cfg.data.input_size}
+    trainer = Trainer(cfg, model, runtime, out, train_set, tokens, len(names), evaluate_fn=evaluate_epoch,
+                      ckpt_meta=meta, show_progress=show_progress)
+    if resume:
+        trainer.resume()
+    model.train()
+    trainer.fit()
+    if "result" not in last:  # resumed after the final evaluation had already been saved
+        evaluate_epoch(cfg.train.epochs - 1)
+    result = last["result"]
+    if runtime.is_main:
+        from vifi.model.checkpoint import save_weights
+
+        save_weights(out / "checkpoints" / "final.safetensors", model, meta)
+        summary = {**result.summary(), "n_classes": len(names), "views": f"{cfg.eval.clips}x{cfg.eval.crops}",
+                   "frames": cfg.data.frames, "epochs": cfg.train.epochs, "steps": trainer.progress["step"],
+                   "checkpoint": str(out / "checkpoints" / "final.safetensors")}
+        write_eval_outputs(out, result, summary, title=f"{cfg.name}: final evaluation")
+    runtime.barrier()
+    return result.summary()
+
+
+def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, frames: int | None = None,
+             clips: int = 1, crops: int = 1, batch: int = 8, num_workers: int = 2, device: str | None = None,
+             precision: str = "auto", template: str | None = "", reference_multiclip: bool = False,
+             show_progress: bool = True) -> dict[str, Any]:
+    from vifi.model.checkpoint import build_from_checkpoint
+
+    out = Path(out)
+    if (out / "results.json").exists():
+        raise VifiError(f"{out} already holds results.json; choose another --out")
+    names = read_label_csv(labels)
+    entries = read_annotation_list(data, num_classes=len(names))
+    check_videos_exist(entries, root, data)
+    runtime = setup_runtime(device, precision)
+    model, meta = build_from_checkpoint(checkpoint)
+    model.to(runtime.device)
+    if template == "":  # default: the template the checkpoint was trained with
+        template = meta.get("prompt_template") or None
+    frames = frames or int(meta.get("frames", 32))
+    size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
+    spec = ClipSpec(frames, size)
+    dataset = EvalClips(entries, root, spec, clips, crops, reference_multiclip)
+    text = class_text_features(model, names, template, runtime)
+    result = evaluate(model, dataset, names, runtime, batch=batch, num_workers=num_workers, template=template,
+                      text_features=text, show_progress=show_progress)
+    summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": frames,
+               "checkpoint": str(checkpoint), "data": str(data)}
+    if runtime.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_eval_outputs(out, result, summary, title=f"evaluation of {checkpoint}")
+    return summary
+
+
+def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], title: str) -> None:
+    write_text_atomic(out / "predictions.csv", result.predictions.to_csv(index=False))
+    table = pd.DataFrame([{"videos": result.n_videos, "top1": round(result.top1, 2), "top5": round(result.top5, 2),
+                           "views": summary.get("views", "1x1")}])
+    write_table(out, table, summary, title)
+    print_table(table, title)
+
+
+def _need(value, what: str):
+    if not value:
+        raise VifiError(f"missing {what}")
+    return value
+
+
+def _prompts(names, template):
+    from vifi.model.vifi_clip import class_prompts
+
+    return class_prompts(names, template)
