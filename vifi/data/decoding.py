@@ -17,8 +17,17 @@ class DecodeError(VifiError):
     pass
 
 
-def _decord_reader(path: str):
+def _import_decord():
+    # decord ships its own FFmpeg libraries; loaded before PyAV's, they shadow PyAV's encoders (libvpx fails to
+    # open). Importing PyAV first keeps both working in one process.
+    import av  # noqa: F401
     import decord
+
+    return decord
+
+
+def _decord_reader(path: str):
+    decord = _import_decord()
 
     try:
         return decord.VideoReader(path, num_threads=1)

@@ -3,7 +3,9 @@
 ViFi-CLIP averages frame features, so it sees a video as a *set* of frames and cannot tell frame order: "sliding
 left" and "sliding right" would be one class to it. The classes here therefore differ as sets of frames — colour,
 shape, and motion that changes what single frames look like (spinning shapes change orientation, pulsing ones
-change size, sliding ones change position).
+change size, sliding ones change position). Each class has its own colour as well, an easy first cue for a tiny CLIP
+trained from random init for a minute on 2 CPU cores. Shapes are large (radius 17-23 px of 96×72): with small ones
+(9-13 px, about one 16-px patch after cropping) the tiny model stayed near 50 % top-1 in our runs.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from vifi.fileio import atomic_path
 
 CLASSES = [
     ("red", "circle", "sliding across"),
-    ("red", "circle", "pulsing"),
     ("blue", "square", "spinning"),
-    ("blue", "square", "sliding across"),
-    ("green", "triangle", "spinning"),
     ("green", "triangle", "pulsing"),
+    ("yellow", "square", "sliding across"),
+    ("magenta", "triangle", "spinning"),
+    ("cyan", "circle", "pulsing"),
 ]
-COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 190, 60)}
+COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 190, 60), "yellow": (230, 210, 40),
+           "magenta": (210, 50, 200), "cyan": (40, 200, 210)}
 WIDTH, HEIGHT, FRAMES, FPS = 96, 72, 24, 8
 
 
@@ -53,7 +56,7 @@ def render_video(label: int, rng: np.random.Generator) -> np.ndarray:
     colour, shape, motion = CLASSES[label]
     rgb = np.array(COLOURS[colour], dtype=np.float32) + rng.normal(0, 12, 3)
     background = rng.uniform(90, 170) + rng.normal(0, 6, 3)
-    radius = rng.uniform(9, 13)
+    radius = rng.uniform(17, 23)
     cx, cy = rng.uniform(30, WIDTH - 30), rng.uniform(24, HEIGHT - 24)
     angle0, spin = rng.uniform(0, 2 * np.pi), rng.choice([-1, 1]) * rng.uniform(0.25, 0.45)
     direction = rng.choice([-1, 1])
@@ -85,7 +88,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
             container.mux(stream.encode())
 
 
-def generate_demo(out: str | Path, train_per_class: int = 20, test_per_class: int = 8, seed: int = 0) -> dict[str, Path]:
+def generate_demo(out: str | Path, train_per_class: int = 40, test_per_class: int = 10, seed: int = 0) -> dict[str, Path]:
     """Write videos/, train.txt, test.txt and labels.csv under `out` (skips if already complete)."""
     out = Path(out)
     files = {"root": out / "videos", "train_list": out / "train.txt", "val_list": out / "test.txt",

@@ -61,6 +61,33 @@ def finish_text_backward(feats: torch.Tensor, leaf: torch.Tensor, runtime: Runti
     feats.backward(grad.to(feats.dtype))
 
 
+def accumulate_step_gradients(model, head, batches: list[tuple[torch.Tensor, torch.Tensor]], tokens: torch.Tensor,
+                              cached_text: torch.Tensor | None, runtime: Runtime, *, local_batch: int,
+                              scaler=None) -> torch.Tensor:
+    """Gradients of one optimizer step over micro-batches [(videos, soft targets)]; returns the summed loss.
+
+    Loss per micro-batch is its mean × (its size / local batch), so the sum is the mean over the local batch;
+    DDP averages over ranks, which makes it the mean over the global batch.
+    """
+    if cached_text is None:
+        feats, leaf = text_step_gradient(model, tokens, runtime)
+    else:
+        feats, leaf = None, cached_text
+    total = torch.zeros((), device=runtime.device)
+    for j, (videos, targets) in enumerate(batches):
+        last = j == len(batches) - 1
+        ctx = head.no_sync() if (not last and hasattr(head, "no_sync")) else contextlib.nullcontext()
+        with ctx:
+            with runtime.autocast():
+                logits = head(videos, leaf)
+            loss = soft_target_cross_entropy(logits, targets) * (videos.shape[0] / local_batch)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        total += loss.detach()
+    if feats is not None:
+        finish_text_backward(feats, leaf, runtime)
+    return total
+
+
 @dataclass
 class Trainer:
     cfg: RunConfig
@@ -188,29 +215,16 @@ class Trainer:
         lr = self.schedule(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if cached_text is None:
-            feats, leaf = text_step_gradient(model, tokens, rt)
-        else:
-            feats, leaf = None, cached_text
-        local_batch = t.global_batch // rt.world
-        total = torch.zeros((), device=rt.device)
+        batches = []
         for j, item in enumerate(micro):
             videos = augment_batch(item["frames"].to(rt.device, non_blocking=True),
                                    {k: v.to(rt.device, non_blocking=True) for k, v in item["params"].items()})
             labels = item["label"].to(rt.device, non_blocking=True)
             gen = torch.Generator().manual_seed(t.seed * 1_000_003 + step * 1009 + rt.rank * self.accum + j)
-            videos, targets = mix_batch(videos, labels, self.num_classes, mixup_alpha=t.mixup, cutmix_alpha=t.cutmix,
-                                        switch_prob=t.mix_switch_prob, smoothing=t.label_smoothing, generator=gen)
-            sync = j == len(micro) - 1
-            ctx = self.head.no_sync() if (not sync and hasattr(self.head, "no_sync")) else contextlib.nullcontext()
-            with ctx:
-                with rt.autocast():
-                    logits = self.head(videos, leaf)
-                loss = soft_target_cross_entropy(logits, targets) * (labels.shape[0] / local_batch)
-                (self.scaler.scale(loss) if self.scaler else loss).backward()
-            total += loss.detach()
-        if feats is not None:
-            finish_text_backward(feats, leaf, rt)
+            batches.append(mix_batch(videos, labels, self.num_classes, mixup_alpha=t.mixup, cutmix_alpha=t.cutmix,
+                                     switch_prob=t.mix_switch_prob, smoothing=t.label_smoothing, generator=gen))
+        total = accumulate_step_gradients(model, self.head, batches, tokens, cached_text, rt,
+                                          local_batch=t.global_batch // rt.world, scaler=self.scaler)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -1,0 +1,107 @@
+"""Bad input: one `error:` line, exit code 2, and no existing file modified."""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED
+
+
+def _vifi(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def _hashes(folder: Path) -> dict:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def data(tmp_path, demo_data):
+    """A writable copy of the small demo dataset plus a few broken files."""
+    root = tmp_path / "data"
+    shutil.copytree(Path(demo_data["root"]).parent, root)
+    (root / "bad_label.txt").write_text("red_circle_sliding_across/train_000.mp4 17\n")
+    (root / "malformed.txt").write_text("red_circle_sliding_across/train_000.mp4 0\njust-a-path\n")
+    (root / "missing.txt").write_text("nowhere/x.mp4 0\n")
+    (root / "empty.txt").write_text("\n")
+    (root / "bad.yaml").write_text("data: [unclosed\n")
+    (root / "unknown_key.yaml").write_text("train:\n  learning_rate: 1\n")
+    (root / "wrong_type.yaml").write_text("train:\n  epochs: many\n")
+    (root / "nolabels.csv").write_text("id,label\n0,x\n")
+    (root / "corrupt.mp4").write_bytes(b"\x00" * 100)
+    (root / "corrupt.txt").write_text("corrupt.mp4 0\n")
+    return root
+
+
+def _common(d):
+    return ["--labels", d / "labels.csv", "--root", d / "videos"]
+
+
+CASES = {
+    "unknown recipe": lambda d, o: ["finetune", "no-such-recipe", "--out", o],
+    "malformed yaml": lambda d, o: ["finetune", d / "bad.yaml", "--out", o],
+    "unknown key": lambda d, o: ["finetune", d / "unknown_key.yaml", "--out", o],
+    "wrong type": lambda d, o: ["finetune", d / "wrong_type.yaml", "--out", o],
+    "non-numeric --set": lambda d, o: ["finetune", "demo", "--set", "train.lr=fast", "--out", o],
+    "--set without =": lambda d, o: ["finetune", "demo", "--set", "train.lr", "--out", o],
+    "--set unknown key": lambda d, o: ["finetune", "demo", "--set", "train.nope=1", "--out", o],
+    "label out of range": lambda d, o: ["finetune", "demo", "--data", d / "bad_label.txt", "--val", d / "test.txt",
+                                        *_common(d), "--out", o],
+    "malformed line": lambda d, o: ["finetune", "demo", "--data", d / "malformed.txt", "--val", d / "test.txt",
+                                    *_common(d), "--out", o],
+    "missing video": lambda d, o: ["finetune", "demo", "--data", d / "missing.txt", "--val", d / "test.txt",
+                                   *_common(d), "--out", o],
+    "empty list": lambda d, o: ["finetune", "demo", "--data", d / "empty.txt", "--val", d / "test.txt",
+                                *_common(d), "--out", o],
+    "missing list": lambda d, o: ["finetune", "demo", "--data", d / "nope.txt", "--val", d / "test.txt",
+                                  *_common(d), "--out", o],
+    "label csv without name column": lambda d, o: ["eval", "--checkpoint", d / "x.safetensors", "--data",
+                                                   d / "test.txt", "--labels", d / "nolabels.csv", "--root",
+                                                   d / "videos", "--out", o],
+    "missing checkpoint": lambda d, o: ["eval", "--checkpoint", d / "x.safetensors", "--data", d / "test.txt",
+                                        *_common(d), "--out", o],
+    "checkpoint not safetensors": lambda d, o: ["eval", "--checkpoint", d / "labels.csv", "--data", d / "test.txt",
+                                                *_common(d), "--out", o],
+    "bad views": lambda d, o: ["eval", "--checkpoint", d / "labels.csv", "--data", d / "test.txt", *_common(d),
+                               "--views", "2by2", "--out", o],
+    "real arch without weights": lambda d, o: ["finetune", "demo", "--set", "model.arch=ViT-B-16", "--out", o],
+    "missing clip file": lambda d, o: ["finetune", "demo", "--clip", d / "ViT-B-16.pt", "--out", o],
+    "global batch too large": lambda d, o: ["finetune", "demo", "--set", "train.global_batch=600", "--set",
+                                            "train.micro_batch=6", "--out", o],
+    "micro batch does not divide": lambda d, o: ["finetune", "demo", "--set", "train.micro_batch=5", "--out", o],
+    "resume without run": lambda d, o: ["finetune", "demo", "--resume", "--out", o],
+    "cuda on cpu machine": lambda d, o: ["finetune", "demo", "--device", "cuda", "--out", o],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_gives_one_clear_line_and_changes_nothing(name, data, tmp_path):
+    if name == "cuda on cpu machine":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+    out = tmp_path / "out"
+    args = CASES[name](data, out)
+    before = _hashes(data)
+    proc = _vifi(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _hashes(data) == before
+
+
+def test_corrupt_video_in_eval_names_the_file(data, tmp_path, tiny_model):
+    from vifi.model.checkpoint import save_weights
+
+    ckpt = tmp_path / "m.safetensors"
+    save_weights(ckpt, tiny_model, {"frames": 4, "input_size": 64})
+    proc = _vifi("eval", "--checkpoint", ckpt, "--data", data / "corrupt.txt", "--labels", data / "labels.csv",
+                 "--root", data, "--out", tmp_path / "o", "--workers", "0")
+    assert proc.returncode == 2 and "corrupt.mp4" in proc.stderr, proc.stderr

@@ -1,0 +1,120 @@
+"""End to end through the CLI on the small demo data: files, refusal to clobber, eval consistency, determinism,
+exact resume after kill -9."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--set", "train.epochs=3", "--set", "train.eval_every=3", "--set", "data.frames=4",
+         "--set", "data.num_workers=0", "--set", "train.mixup=0.8", "--set", "train.cutmix=1.0",
+         "--set", "train.color_jitter=0.8", "--set", "train.grayscale=0.2"]
+
+
+def _args(demo_data, out, *extra):
+    return ["finetune", "demo", "--data", demo_data["train_list"], "--val", demo_data["val_list"],
+            "--labels", demo_data["labels"], "--root", demo_data["root"], "--out", out, *SMALL, *extra]
+
+
+def _run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(str(a)), load_file(str(b))
+    return wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+
+
+@pytest.fixture(scope="module")
+def finished_run(demo_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    proc = _run(*_args(demo_data, out, "--deterministic"))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_run_folder_contents(finished_run, demo_data):
+    res = json.loads((finished_run / "results.json").read_text())
+    n_test = sum(1 for l in Path(demo_data["val_list"]).read_text().splitlines() if l.strip())
+    assert res["n_videos"] == n_test
+    assert 0 <= res["top1"] <= res["top5"] <= 100
+    preds = (finished_run / "predictions.csv").read_text().splitlines()
+    assert preds[0].startswith("video,label,pred")
+    assert len(preds) == n_test + 1
+    correct = sum(int(l.split(",")[3]) for l in preds[1:])
+    assert res["top1"] == pytest.approx(100 * correct / n_test)
+    for name in ("config.yaml", "log.csv", "summary.csv", "results.csv", "results.md", "checkpoints/final.safetensors"):
+        assert (finished_run / name).is_file(), name
+    log = (finished_run / "log.csv").read_text().splitlines()
+    assert len(log) == 1 + 3 * 2  # 24 train videos / global batch 12 = 2 steps per epoch, 3 epochs
+
+
+def test_refuses_to_overwrite_a_finished_run(finished_run, demo_data):
+    before = (finished_run / "results.json").read_bytes()
+    proc = _run(*_args(demo_data, finished_run))
+    assert proc.returncode == 2 and "already holds a finished run" in proc.stderr
+    assert (finished_run / "results.json").read_bytes() == before
+
+
+def test_eval_of_the_checkpoint_reproduces_the_final_numbers(finished_run, demo_data, tmp_path):
+    out = tmp_path / "ev"
+    proc = _run("eval", "--checkpoint", finished_run, "--data", demo_data["val_list"], "--labels",
+                demo_data["labels"], "--root", demo_data["root"], "--out", out, "--workers", "0")
+    assert proc.returncode == 0, proc.stderr
+    a = json.loads((finished_run / "results.json").read_text())
+    b = json.loads((out / "results.json").read_text())
+    assert (a["top1"], a["top5"], a["n_videos"]) == (b["top1"], b["top5"], b["n_videos"])
+    assert (finished_run / "predictions.csv").read_text() == (out / "predictions.csv").read_text()
+
+
+def test_checkpoint_of_another_architecture_is_refused(finished_run, tmp_path):
+    import torch
+
+    from vifi.model.backbone import TINY_CLIP, build_clip
+    from vifi.model.checkpoint import load_weights_into
+    from vifi.model.vifi_clip import ViFiCLIP
+    from vifi.errors import VifiError
+
+    cfg = json.loads(json.dumps(TINY_CLIP))
+    cfg["vision_cfg"]["layers"] = 3
+    model = ViFiCLIP(build_clip(cfg), cfg)
+    with pytest.raises(VifiError, match="another architecture"):
+        load_weights_into(model, finished_run)
+
+
+def test_deterministic_runs_are_bit_identical(finished_run, demo_data, tmp_path):
+    out = tmp_path / "again"
+    assert _run(*_args(demo_data, out, "--deterministic")).returncode == 0
+    assert _same_weights(out / "checkpoints/final.safetensors", finished_run / "checkpoints/final.safetensors")
+
+
+def test_resume_after_kill_9_is_bit_identical(finished_run, demo_data, tmp_path):
+    out = tmp_path / "killed"
+    rng = random.Random(0)
+    args = _args(demo_data, out, "--deterministic", "--set", "train.save_every=1")
+    kills = 0
+    for attempt in range(12):
+        resume = (out / "checkpoints" / "latest.json").exists()
+        cmd = [sys.executable, "-m", "vifi", *map(str, args)] + (["--resume"] if resume else ["--overwrite"])
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if kills < 4:
+            time.sleep(rng.uniform(4.0, 9.0))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, err
+    assert (out / "results.json").exists()
+    assert kills >= 1
+    assert _same_weights(out / "checkpoints/final.safetensors", finished_run / "checkpoints/final.safetensors")

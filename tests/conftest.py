@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny random-init CLIP and small synthetic videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av  # noqa: F401  (before decord: see vifi.data.decoding._import_decord)
+import numpy as np
+import pytest
+import torch
+
+from vifi.model.backbone import TINY_CLIP, build_clip
+from vifi.model.vifi_clip import ViFiCLIP
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    return ViFiCLIP(build_clip(TINY_CLIP), TINY_CLIP, "both")
+
+
+def write_video(path: Path, frames: np.ndarray, codec: str = "libx264", fps: int = 8) -> Path:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def ramp_frames(n: int = 20, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frame i is a flat grey of level 10*i: decoded frames can be identified by their mean."""
+    return np.stack([np.full((h, w, 3), 10 * i, dtype=np.uint8) for i in range(n)])
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    from vifi.data.demo import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("demo"), train_per_class=4, test_per_class=2)
