@@ -19,10 +19,11 @@ app = typer.Typer(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import finetune
+    from vifi.cli import finetune, splits
 
     finetune.register(app)
     eval_cmd.register(app)
+    splits.register(app)
 
 
 _register()

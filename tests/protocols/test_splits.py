@@ -1,0 +1,107 @@
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED
+from vifi.data.annotations import Entry, read_annotation_list, read_label_csv
+from vifi.errors import VifiError
+from vifi.splits import base_novel_classes, few_shot_per_class, make_base2novel, make_kshot
+
+UCF = SHARED / "fixtures" / "ucf101"
+
+
+def test_base_novel_rule_with_ties_at_the_boundary():
+    # counts per class id; sorted ascending, stable: 1(c1),2(c3),3(c0),3(c4),3(c5),9(c2)
+    counts = [3, 1, 9, 2, 3, 3]
+    base, novel = base_novel_classes(counts)
+    assert novel == [1, 3, 0]  # the first three in sort order; tie at 3 broken by class id
+    assert base == [4, 5, 2]
+    # odd C: base gets the extra class
+    base, novel = base_novel_classes([5, 5, 5, 5, 5])
+    assert novel == [0, 1] and base == [2, 3, 4]
+
+
+def test_few_shot_recipe_reseeds_per_class_hand_computed():
+    entries = [Entry(p, 0) for p in "abcde"] + [Entry(p, 1) for p in "abcde"] + [Entry(f"v{i}", 2) for i in range(3)]
+    got = few_shot_per_class(entries, 3, 2, seed=1)
+    # random.seed(1); random.sample(list("abcde"), 2) == ['b', 'a'] in CPython 3.x; the same for the equal-size
+    # class 1 (the correlation SPEC §5.3 describes); ['v0', 'v2'] for the 3-video class
+    assert [(e.path, e.label) for e in got] == [("b", 0), ("a", 0), ("b", 1), ("a", 1), ("v0", 2), ("v2", 2)]
+    with pytest.raises(VifiError, match="class 2 has 3 training videos"):
+        few_shot_per_class(entries, 3, 4, seed=1)
+
+
+def _official_to_lists(tmp: Path):
+    names = [line.split()[1] for line in (UCF / "classInd.txt").read_text().splitlines() if line.strip()]
+    with open(tmp / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "name"])
+        w.writerows(enumerate(names))
+    for src, dst in (("trainlist01.txt", "train.txt"), ("testlist01.txt", "val.txt")):
+        lines = [l.split() for l in (UCF / src).read_text().splitlines() if l.strip()]
+        (tmp / dst).write_text("".join(f"{p} {int(l) - 1}\n" for p, l in lines))
+    return names
+
+
+@pytest.mark.skipif(not UCF.is_dir(), reason="shared UCF-101 fixtures absent")
+def test_ucf101_split1_reproduces_the_published_base_novel_facts(tmp_path):
+    names = _official_to_lists(tmp_path)
+    make_base2novel(tmp_path / "train.txt", tmp_path / "val.txt", tmp_path / "labels.csv", tmp_path / "out")
+    base = read_label_csv(tmp_path / "out" / "base_labels.csv")
+    novel = read_label_csv(tmp_path / "out" / "novel_labels.csv")
+    assert (len(base), len(novel)) == (51, 50)
+    assert set(base) | set(novel) == set(names) and not set(base) & set(novel)
+    # SPEC §5.2: tie at 93 clips at the boundary; stable sort sends Typing (id 94) to base
+    assert "Typing" in base and "BlowDryHair" in novel and "Surfing" in novel
+    train = read_annotation_list(tmp_path / "train.txt")
+    counts = {n: 0 for n in names}
+    for e in train:
+        counts[names[e.label]] += 1
+    assert [counts[n] for n in novel + base] == sorted(counts.values())  # CSV order = ascending count
+    # base_val + novel_val partition val, same order, re-indexed
+    val = read_annotation_list(tmp_path / "val.txt")
+    bv = read_annotation_list(tmp_path / "out" / "base_val.txt")
+    nv = read_annotation_list(tmp_path / "out" / "novel_val.txt")
+    assert len(bv) + len(nv) == len(val) == 3783
+    assert [e.path for e in bv] == [e.path for e in val if names[e.label] in base]
+    assert all(base[e.label] == names[v.label] for e, v in zip(bv, [v for v in val if names[v.label] in base]))
+    # few-shot base lists: 16 per base class, per-class reseeded sampling from base_train order
+    bt = read_annotation_list(tmp_path / "out" / "base_train.txt")
+    for seed in (1, 2, 3):
+        fs = read_annotation_list(tmp_path / "out" / f"fs_base_s{seed}_train.txt")
+        assert len(fs) == 51 * 16
+        first = [e.path for e in bt if e.label == 0]
+        random.seed(seed)
+        assert [e.path for e in fs[:16]] == random.sample(first, 16)
+
+
+def test_kshot_lists_are_reproducible_and_exact(tmp_path, demo_data):
+    make_kshot(demo_data["train_list"], demo_data["labels"], tmp_path / "a", shots=(2, 4))
+    make_kshot(demo_data["train_list"], demo_data["labels"], tmp_path / "b", shots=(2, 4))
+    for k in (2, 4):
+        a = (tmp_path / "a" / f"train_few_shot_{k}.txt").read_text()
+        assert a == (tmp_path / "b" / f"train_few_shot_{k}.txt").read_text()
+        labels = [int(l.split()[1]) for l in a.splitlines()]
+        assert all(labels.count(c) == k for c in range(6))
+    with pytest.raises(VifiError, match="fewer than K=16"):
+        make_kshot(demo_data["train_list"], demo_data["labels"], tmp_path / "c", shots=(16,))
+
+
+@pytest.mark.skipif(not UCF.is_dir(), reason="shared UCF-101 fixtures absent")
+def test_cli_interface_writes_the_named_files(tmp_path):
+    import subprocess
+    import sys
+
+    _official_to_lists(tmp_path)
+    out = tmp_path / "b2n"
+    proc = subprocess.run([sys.executable, "-m", "vifi", "splits", "make", "base2novel", "--train",
+                           tmp_path / "train.txt", "--val", tmp_path / "val.txt", "--labels", tmp_path / "labels.csv",
+                           "--out", out, "--shots", "16", "--seeds", "1,2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    expected = {"base_labels.csv", "novel_labels.csv", "base_train.txt", "base_val.txt", "novel_val.txt",
+                "fs_base_s1_train.txt", "fs_base_s2_train.txt", "split.json"}
+    assert {p.name for p in out.iterdir()} == expected
+    train_paths = {l.split()[0] for l in (tmp_path / "train.txt").read_text().splitlines()}
+    assert {l.split()[0] for l in (out / "fs_base_s1_train.txt").read_text().splitlines()} <= train_paths

@@ -1,0 +1,56 @@
+"""`vifi splits make base2novel|fewshot`: protocol split lists from prepared annotation lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+splits_app = typer.Typer(help="Generate protocol splits (base-to-novel, K-shot) from annotation lists.",
+                         no_args_is_help=True)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    from vifi.errors import VifiError
+
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise VifiError(f"{flag} {text!r} must be comma-separated integers, e.g. 1,2,3") from None
+    if not values or any(v < 1 for v in values):
+        raise VifiError(f"{flag} {text!r} must list positive integers")
+    return values
+
+
+@splits_app.command("make")
+def make(
+    protocol: str = typer.Argument(..., help="base2novel | fewshot"),
+    train: str = typer.Option(..., "--train", help="training list (path label, 0-based)"),
+    labels: str = typer.Option(..., "--labels", help="label CSV (id,name)"),
+    out: Path = typer.Option(..., "--out", help="output folder"),
+    val: str = typer.Option(None, "--val", help="validation/test list (base2novel)"),
+    shots: str = typer.Option(None, "--shots", help="K (base2novel: one value, default 16; fewshot: default 2,4,8,16)"),
+    seeds: str = typer.Option("1,2,3", "--seeds", help="few-shot seeds (base2novel)"),
+    seed: int = typer.Option(1, "--seed", help="generator seed (fewshot)"),
+) -> None:
+    from vifi.errors import VifiError
+    from vifi.splits import make_base2novel, make_kshot
+
+    if protocol == "base2novel":
+        if not val:
+            raise VifiError("base2novel needs --val (the test list to split into base_val / novel_val)")
+        k = _ints(shots or "16", "--shots")
+        if len(k) != 1:
+            raise VifiError("base2novel takes one --shots value")
+        record = make_base2novel(train, val, labels, out, shots=k[0], seeds=_ints(seeds, "--seeds"))
+        print(f"base2novel: {record['n_base']} base / {record['n_novel']} novel classes, "
+              f"{len(record['seeds'])} few-shot seeds of {k[0]} -> {out}")
+    elif protocol == "fewshot":
+        record = make_kshot(train, labels, out, shots=_ints(shots or "2,4,8,16", "--shots"), seed=seed)
+        print(f"fewshot: K = {', '.join(map(str, record['shots']))} -> {out}")
+    else:
+        raise VifiError(f"unknown split protocol {protocol!r}; use base2novel or fewshot")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(splits_app, name="splits")

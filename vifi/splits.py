@@ -1,0 +1,110 @@
+"""Split generators: base-to-novel (SPEC §5.2–5.3), all-class K-shot.
+
+base/novel: per-class counts on the training list, stable ascending sort (ties keep class-id order), novel = the
+first ⌊C/2⌋, base = the rest; each CSV lists its classes in that order, which is the new label index.
+Few-shot base lists: for each base class in label order, `random.seed(seed)` then `random.sample(videos, K)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import numpy as np
+
+from vifi.data.annotations import Entry, read_annotation_list, read_label_csv, write_annotation_list, write_label_csv
+from vifi.errors import VifiError
+from vifi.fileio import write_json_atomic
+
+
+def base_novel_classes(counts: list[int]) -> tuple[list[int], list[int]]:
+    """(base ids, novel ids), each in ascending-count order with ties in class-id order."""
+    order = np.argsort(np.asarray(counts), kind="stable").tolist()
+    half = len(counts) // 2
+    return order[half:], order[:half]
+
+
+def reindex(entries: list[Entry], classes: list[int]) -> list[Entry]:
+    """Entries of `classes` only, same order, labels renumbered to positions in `classes`."""
+    new = {old: i for i, old in enumerate(classes)}
+    return [Entry(e.path, new[e.label]) for e in entries if e.label in new]
+
+
+def few_shot_per_class(entries: list[Entry], num_classes: int, shots: int, seed: int) -> list[Entry]:
+    """The published recipe: per class in label order, reseed Python's `random` with `seed`, sample K videos."""
+    out = []
+    for label in range(num_classes):
+        videos = [e for e in entries if e.label == label]
+        if len(videos) < shots:
+            raise VifiError(f"class {label} has {len(videos)} training videos, fewer than --shots {shots}")
+        random.seed(seed)
+        out.extend(random.sample(videos, shots))
+    return out
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_base2novel(train_list: str, val_list: str, labels_csv: str, out: str | Path, shots: int = 16,
+                    seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
+    out = Path(out)
+    names = read_label_csv(labels_csv)
+    train = read_annotation_list(train_list, len(names))
+    val = read_annotation_list(val_list, len(names))
+    counts = [0] * len(names)
+    for e in train:
+        counts[e.label] += 1
+    empty = [names[i] for i, c in enumerate(counts) if c == 0]
+    if empty:
+        raise VifiError(f"class {empty[0]!r} has no video in the training list {train_list}; "
+                        "base/novel needs a training split covering every class")
+    base, novel = base_novel_classes(counts)
+    base_train = reindex(train, base)
+    out.mkdir(parents=True, exist_ok=True)
+    write_label_csv(out / "base_labels.csv", [names[i] for i in base])
+    write_label_csv(out / "novel_labels.csv", [names[i] for i in novel])
+    write_annotation_list(out / "base_train.txt", base_train)
+    write_annotation_list(out / "base_val.txt", reindex(val, base))
+    write_annotation_list(out / "novel_val.txt", reindex(val, novel))
+    for seed in seeds:
+        write_annotation_list(out / f"fs_base_s{seed}_train.txt", few_shot_per_class(base_train, len(base), shots, seed))
+    record = {
+        "protocol": "base2novel",
+        "rule": "counts on train list; numpy argsort(kind='stable') ascending; novel = first floor(C/2); "
+                "few-shot: per base class in label order random.seed(seed); random.sample(videos, shots)",
+        "inputs": {"train_list": {"path": str(train_list), "sha256": _sha256(train_list)},
+                   "val_list": {"path": str(val_list), "sha256": _sha256(val_list)},
+                   "labels": {"path": str(labels_csv), "sha256": _sha256(labels_csv)}},
+        "shots": shots, "seeds": list(seeds), "n_base": len(base), "n_novel": len(novel),
+    }
+    write_json_atomic(out / "split.json", record)
+    return record
+
+
+def make_kshot(train_list: str, labels_csv: str, out: str | Path, shots: tuple[int, ...] = (2, 4, 8, 16),
+               seed: int = 1) -> dict:
+    """All-class K-shot lists: per class in label order, K videos drawn by numpy Generator(seed, K, class).
+
+    The published lists' generator is not recoverable (SPEC §5.4); this one is documented and reproducible.
+    """
+    out = Path(out)
+    names = read_label_csv(labels_csv)
+    train = read_annotation_list(train_list, len(names))
+    out.mkdir(parents=True, exist_ok=True)
+    for k in shots:
+        chosen = []
+        for label in range(len(names)):
+            videos = [e for e in train if e.label == label]
+            if len(videos) < k:
+                raise VifiError(f"class {label} ({names[label]!r}) has {len(videos)} training videos, fewer than K={k}")
+            rng = np.random.default_rng([seed, k, label])
+            chosen.extend(videos[i] for i in sorted(rng.choice(len(videos), size=k, replace=False).tolist()))
+        write_annotation_list(out / f"train_few_shot_{k}.txt", chosen)
+    record = {"protocol": "fewshot", "rule": "per class in label order: numpy default_rng([seed, K, class]).choice "
+              "without replacement, kept in list order", "seed": seed, "shots": list(shots),
+              "inputs": {"train_list": {"path": str(train_list), "sha256": _sha256(train_list)},
+                         "labels": {"path": str(labels_csv), "sha256": _sha256(labels_csv)}}}
+    write_json_atomic(out / "split.json", record)
+    return record
