@@ -118,3 +118,23 @@ def test_resume_after_kill_9_is_bit_identical(finished_run, demo_data, tmp_path)
     assert (out / "results.json").exists()
     assert kills >= 1
     assert _same_weights(out / "checkpoints/final.safetensors", finished_run / "checkpoints/final.safetensors")
+
+
+def test_sigterm_saves_exits_75_and_resume_finishes_identically(finished_run, demo_data, tmp_path):
+    out = tmp_path / "term"
+    args = _args(demo_data, out, "--deterministic")
+    proc = subprocess.Popen([sys.executable, "-m", "vifi", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "log.csv").exists() and time.time() < deadline:  # wait until training is under way
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 75, err
+    assert "continue with --resume" in err
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] >= 1
+    assert _run(*args, "--resume").returncode == 0
+    assert _same_weights(out / "checkpoints/final.safetensors", finished_run / "checkpoints/final.safetensors")
