@@ -3,6 +3,7 @@ exact resume after kill -9."""
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,11 +108,22 @@ def test_resume_after_kill_9_is_bit_identical(finished_run, demo_data, tmp_path)
         cmd = [sys.executable, "-m", "vifi", *map(str, args)] + (["--resume"] if resume else ["--overwrite"])
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if kills < 4:
-            time.sleep(rng.uniform(4.0, 9.0))
+            # kill at a random moment after this process has logged a new step (checkpoints are written every step)
+            log = out / "log.csv"
+            rows = len(log.read_text().splitlines()) if log.exists() else 0
+            deadline = time.time() + 300
+            while proc.poll() is None and time.time() < deadline:
+                if log.exists() and len(log.read_text().splitlines()) > rows:
+                    break
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.6))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
         _, err = proc.communicate(timeout=600)
+        if proc.returncode == 0 and kills == 0:  # finished before any kill landed: start over
+            shutil.rmtree(out)
+            continue
         if proc.returncode == 0:
             break
         assert proc.returncode == -signal.SIGKILL, err
