@@ -71,10 +71,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     from vifi.model.factory import build_model, prompt_template
 
     out = Path(out)
-    if not resume:
-        prepare_run_dir(out, overwrite, resume)
-    else:
-        prepare_run_dir(out, False, True)
+    prepare_run_dir(out, overwrite, resume)
     runtime = setup_runtime(device, cfg.train.precision)
     if runtime.is_main:
         cfg = resolve_data(cfg, out)

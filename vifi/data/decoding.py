@@ -51,7 +51,7 @@ def count_frames(path: str | Path, backend: str = "decord") -> int:
         raise DecodeError(f"cannot decode video {path}: {exc}") from None
 
 
-def read_frames(path: str | Path, indices_fn, backend: str = "decord") -> np.ndarray:
+def read_frames(path: str | Path, indices_fn, backend: str = "decord") -> tuple[np.ndarray, np.ndarray]:
     """Decode the frames `indices_fn(num_frames)` selects. Returns (frames [K,H,W,3] uint8, indices)."""
     path = str(path)
     if backend == "decord":

@@ -90,9 +90,9 @@ class ViFiCLIP(nn.Module):
 
         ctx = self.clip.context_length
         tokens = open_clip.tokenize(texts, context_length=ctx)
-        eot = tokens.argmax(dim=-1)
-        if (eot == ctx - 1).any() and (tokens[:, -1] != 0).any():
-            too_long = [t for t, row in zip(texts, tokens) if row[-1] != 0]
+        # open_clip truncates silently (EOT forced into the last slot); the reference treats that as an error.
+        too_long = [t for t, row in zip(texts, tokens) if row[-1] != 0]
+        if too_long:
             from vifi.errors import VifiError
 
             raise VifiError(f"class prompt longer than {ctx} tokens: {too_long[0][:80]!r}")
