@@ -31,13 +31,49 @@ class DataConfig(_Section):
     demo: bool = False  # generate the synthetic demo dataset into <out>/demo-data when the lists are absent
 
 
+class PromptConfig(_Section):
+    """Deep vision + language prompts (SPEC §1.4); all zero = no prompts."""
+
+    vision_tokens: int = 0  # n_v
+    text_tokens: int = 0  # n_t
+    vision_depth: int = 0  # D_v: prompt sets in the image tower (input + D_v-1 blocks); 0 = none
+    text_depth: int = 0  # D_t
+    init: str = "a photo of a"  # context initialisation, used only when text_tokens <= 4 (the reference's rule)
+
+    @model_validator(mode="after")
+    def _check(self):
+        for tokens, depth, tower in ((self.vision_tokens, self.vision_depth, "vision"),
+                                     (self.text_tokens, self.text_depth, "text")):
+            if tokens < 0 or depth < 0:
+                raise ValueError(f"model.prompt.{tower}_tokens/{tower}_depth must be ≥ 0")
+            if (tokens == 0) != (depth == 0):
+                raise ValueError(f"model.prompt.{tower}_tokens and {tower}_depth must both be 0 or both positive")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.vision_depth > 0 or self.text_depth > 0
+
+
 class ModelConfig(_Section):
     arch: str = "ViT-B-16"  # an open_clip architecture name, or "tiny" for the random-init test/demo model
     clip: Optional[str] = None  # weights: OpenAI .pt archive, state dict (.pt/.bin/.safetensors) or open_clip tag
     init_from: Optional[str] = None  # a vifi checkpoint whose weights start this run (weights only)
-    train: Literal["both", "image", "text", "frozen"] = "both"
+    train: Literal["both", "image", "text", "frozen", "prompt"] = "both"  # prompt: only model.prompt tensors train
     prompt_template: str = "a photo of a {}."
     vanilla: bool = False  # zero-shot with bare class names, no template, no prompt parameters
+    prompt: PromptConfig = PromptConfig()
+
+    @model_validator(mode="after")
+    def _check_prompt(self):
+        if self.train == "prompt" and not self.prompt.enabled:
+            raise ValueError("model.train=prompt needs model.prompt sizes (e.g. a prompt-* recipe)")
+        if self.prompt.enabled and self.train != "prompt":
+            raise ValueError("model.prompt is set but model.train is not 'prompt'; prompts train with everything "
+                             "else frozen (SPEC §1.5)")
+        if self.prompt.enabled and self.vanilla:
+            raise ValueError("model.vanilla means plain CLIP without prompt parameters; drop model.prompt")
+        return self
 
 
 class TrainConfig(_Section):
@@ -77,6 +113,8 @@ class EvalConfig(_Section):
     clips: int = 1
     crops: int = 1  # 1 = centre crop at short side 256/224*input; 3 = three crops at short side = input
     reference_multiclip: bool = False  # k>1 clips drawn with the training formula, as the reference code does
+    final_clips: Optional[int] = None  # views of the evaluation after the last epoch (default: clips/crops)
+    final_crops: Optional[int] = None
 
 
 class RunConfig(_Section):
@@ -89,10 +127,12 @@ class RunConfig(_Section):
 
 def recipe_names() -> list[str]:
     folder = resources.files("vifi") / "recipes"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    # Names starting with "_" hold shared values for other recipes to inherit, not runs of their own.
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir()
+                  if p.name.endswith(".yaml") and not p.name.startswith("_"))
 
 
-def _read_yaml(path_or_name: str) -> dict[str, Any]:
+def _read_yaml(path_or_name: str, _depth: int = 0) -> dict[str, Any]:
     path = Path(path_or_name)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
@@ -113,8 +153,26 @@ def _read_yaml(path_or_name: str) -> dict[str, Any]:
         raise VifiError(f"malformed YAML in {where}{line}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise VifiError(f"{where} must hold a mapping of sections (data, model, train, eval), not {type(data).__name__}")
-    data.pop("base", None)
+    parent = data.pop("base", None)
+    if parent is not None:
+        if _depth >= 8:
+            raise VifiError(f"{where}: recipe 'base' chain is too deep (a cycle?)")
+        parent = str(parent)
+        if where != f"recipe {path_or_name}" and parent.endswith((".yaml", ".yml")) and not Path(parent).is_absolute():
+            parent = str(Path(path_or_name).parent / parent)  # a file's parent is relative to that file
+        data = _merge(_read_yaml(parent, _depth + 1), data)
     return data
+
+
+def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Child keys override the parent's, section by section."""
+    merged = dict(parent)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -90,14 +90,18 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     spec = ClipSpec(cfg.data.frames, cfg.data.input_size, cfg.data.backend)
     train_set = TrainClips(train_entries, cfg.data.root, spec, cfg.train.seed, cfg.train.color_jitter,
                            cfg.train.grayscale)
-    val_set = EvalClips(val_entries, cfg.data.root, spec, cfg.eval.clips, cfg.eval.crops,
-                        cfg.eval.reference_multiclip, cfg.train.seed)
+    e = cfg.eval
+    val_set = EvalClips(val_entries, cfg.data.root, spec, e.clips, e.crops, e.reference_multiclip, cfg.train.seed)
+    final_views = (e.final_clips or e.clips, e.final_crops or e.crops)
+    final_set = val_set if final_views == (e.clips, e.crops) else EvalClips(
+        val_entries, cfg.data.root, spec, *final_views, e.reference_multiclip, cfg.train.seed)
     if runtime.is_main and not resume:
         write_text_atomic(out / "config.yaml", dump_config(cfg))
     last: dict[str, EvalResult] = {}
 
     def evaluate_epoch(epoch: int) -> dict:
-        result = evaluate(model, val_set, names, runtime, batch=cfg.eval.batch, num_workers=cfg.data.num_workers,
+        dataset = final_set if epoch == cfg.train.epochs - 1 else val_set  # e.g. 4x3 views after the last epoch
+        result = evaluate(model, dataset, names, runtime, batch=cfg.eval.batch, num_workers=cfg.data.num_workers,
                           template=template, show_progress=show_progress)
         model.train()
         last["result"] = result
@@ -121,7 +125,8 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
         from vifi.model.checkpoint import save_weights
 
         save_weights(out / "checkpoints" / "final.safetensors", model, meta)
-        summary = {**result.summary(), "n_classes": len(names), "views": f"{cfg.eval.clips}x{cfg.eval.crops}",
+        summary = {**result.summary(), "n_classes": len(names), "views": "x".join(map(str, final_views)),
+                   "reported": "last epoch",
                    "frames": cfg.data.frames, "epochs": cfg.train.epochs, "steps": trainer.progress["step"],
                    "checkpoint": str(out / "checkpoints" / "final.safetensors")}
         write_eval_outputs(out, result, summary, title=f"{cfg.name}: final evaluation")

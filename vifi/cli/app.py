@@ -19,9 +19,10 @@ app = typer.Typer(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import finetune, splits
+    from vifi.cli import finetune, prompt, splits
 
     finetune.register(app)
+    prompt.register(app)
     eval_cmd.register(app)
     splits.register(app)
 

@@ -9,6 +9,34 @@ from typing import List, Optional
 import typer
 
 
+def train_from_cli(recipe: str, out: Path, overrides: list[str], *, resume: bool, overwrite: bool,
+                   device: Optional[str], deterministic: bool) -> None:
+    """What `finetune` and `prompt` share: config from recipe + overrides (or the saved one on --resume), run."""
+    from vifi.config import load_config, validate_config
+    from vifi.engine.train import EXIT_PREEMPTED, Preempted
+    from vifi.errors import VifiError
+    from vifi.runs import run_finetune
+
+    if resume:
+        import yaml
+
+        saved = out / "config.yaml"
+        if not saved.is_file():
+            raise VifiError(f"--resume: {saved} not found; start the run without --resume")
+        cfg = validate_config(yaml.safe_load(saved.read_text()), where=str(saved))
+    else:
+        cfg = load_config(recipe, overrides)
+    try:
+        run_finetune(cfg, out, overwrite=overwrite, resume=resume, device=device, deterministic=deterministic)
+    except Preempted as exc:
+        print(f"preempted: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED)
+
+
+def flag_overrides(pairs) -> list[str]:
+    return [f"{key}={value}" for key, value in pairs if value is not None]
+
+
 def finetune(
     recipe: str = typer.Argument(..., help="recipe name (e.g. demo, k400) or a YAML config path"),
     out: Path = typer.Option(Path("runs/run"), "--out", "-o", help="run folder"),
@@ -26,33 +54,12 @@ def finetune(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
     deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),
 ) -> None:
-    from vifi.config import load_config
-    from vifi.engine.train import EXIT_PREEMPTED, Preempted
-    from vifi.runs import run_finetune
-
-    overrides = list(set_ or [])
-    for key, value in (("data.train_list", data), ("data.val_list", val), ("data.labels", labels),
-                       ("data.root", root), ("model.clip", clip), ("model.init_from", init_from),
-                       ("model.train", train_mode), ("train.micro_batch", micro_batch)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if resume:
-        from vifi.config import validate_config
-        import yaml
-
-        saved = out / "config.yaml"
-        if not saved.is_file():
-            from vifi.errors import VifiError
-
-            raise VifiError(f"--resume: {saved} not found; start the run without --resume")
-        cfg = validate_config(yaml.safe_load(saved.read_text()), where=str(saved))
-    else:
-        cfg = load_config(recipe, overrides)
-    try:
-        run_finetune(cfg, out, overwrite=overwrite, resume=resume, device=device, deterministic=deterministic)
-    except Preempted as exc:
-        print(f"preempted: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_PREEMPTED)
+    overrides = list(set_ or []) + flag_overrides(
+        (("data.train_list", data), ("data.val_list", val), ("data.labels", labels), ("data.root", root),
+         ("model.clip", clip), ("model.init_from", init_from), ("model.train", train_mode),
+         ("train.micro_batch", micro_batch)))
+    train_from_cli(recipe, out, overrides, resume=resume, overwrite=overwrite, device=device,
+                   deterministic=deterministic)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,13 +15,31 @@ from vifi.errors import VifiError
 from vifi.fileio import atomic_path
 
 FORMAT = "vifi-clip/1"
+PROMPT_FORMAT = "vifi-prompts/1"  # prompt tensors only, bound to the base checkpoint they were learned on
+
+
+def file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_weights(path: str | Path, model, extra: dict[str, Any] | None = None) -> None:
+    """A prompting model saves its prompt tensors and its base's path + hash; any other model all CLIP weights."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.clip.state_dict().items()}
-    meta = {"format": FORMAT, "arch": json.dumps(model.arch), "train_mode": model.train_mode}
+    if model.train_mode == "prompt":
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.prompts.state_dict().items()}
+        meta = {"format": PROMPT_FORMAT, "arch": json.dumps(model.arch), "train_mode": "prompt",
+                "prompt": model.prompts.cfg.model_dump_json(), "base_path": model.base_ref["path"],
+                "base_sha256": model.base_ref["sha256"]}
+    else:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.clip.state_dict().items()}
+        meta = {"format": FORMAT, "arch": json.dumps(model.arch), "train_mode": model.train_mode}
     for key, value in (extra or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value)
     with atomic_path(path) as tmp:
@@ -60,21 +78,40 @@ def load_weights_into(model, path: str | Path) -> dict[str, str]:
 
     path = resolve_checkpoint(path)
     meta = read_metadata(path)
+    if meta.get("format") == PROMPT_FORMAT:
+        _check_same_base(model, meta, path)
+        model.prompts.load_state_dict(_checked_state(load_file(str(path)), model.prompts.state_dict(), path,
+                                                     "prompt sizes"))
+        return meta
     if meta.get("format") != FORMAT:
         raise VifiError(f"{path} is not a vifi checkpoint (use `vifi export` for other formats)")
-    state = load_file(str(path))
-    own = model.clip.state_dict()
+    model.clip.load_state_dict(_checked_state(load_file(str(path)), model.clip.state_dict(), path,
+                                              f"the architecture {model.arch_name()} (another architecture)"))
+    return meta
+
+
+def _check_same_base(model, meta: dict[str, str], path: Path) -> None:
+    if model.prompts is None:
+        raise VifiError(f"{path} holds prompts only; load it with `vifi eval --checkpoint {path}` (it names its base)")
+    own = model.base_ref.get("sha256")
+    if own != meta.get("base_sha256"):
+        raise VifiError(f"prompt artifact {path} was learned on base {meta.get('base_path')} "
+                        f"(sha256 {meta.get('base_sha256', '?')[:12]}), not on this model's base "
+                        f"{model.base_ref.get('path')} (sha256 {(own or '?')[:12]})")
+
+
+def _checked_state(state: dict, own: dict, path: Path, what: str) -> dict:
+    """`state` if it has exactly `own`'s keys and shapes, else a user error naming the first mismatch."""
     for key, value in own.items():
         if key not in state:
-            raise VifiError(f"checkpoint {path} lacks '{key}': it is of another architecture than {model.arch_name()}")
+            raise VifiError(f"checkpoint {path} lacks '{key}': it does not match {what}")
         if state[key].shape != value.shape:
-            raise VifiError(f"checkpoint {path} is of another architecture: '{key}' has shape "
+            raise VifiError(f"checkpoint {path} does not match {what}: '{key}' has shape "
                             f"{tuple(state[key].shape)}, the model expects {tuple(value.shape)}")
     unexpected = sorted(set(state) - set(own))
     if unexpected:
         raise VifiError(f"checkpoint {path} has keys this model lacks (first: {unexpected[0]})")
-    model.clip.load_state_dict(state)
-    return meta
+    return state
 
 
 def build_from_checkpoint(path: str | Path, train_mode: str = "frozen"):
@@ -84,9 +121,28 @@ def build_from_checkpoint(path: str | Path, train_mode: str = "frozen"):
 
     path = resolve_checkpoint(path)
     meta = read_metadata(path)
+    if meta.get("format") == PROMPT_FORMAT:
+        from vifi.config import PromptConfig
+
+        base = Path(meta["base_path"])
+        if not base.is_file():
+            raise VifiError(f"prompt artifact {path} needs its base checkpoint {base}, which is not there")
+        model, _ = build_from_checkpoint(base, "frozen")
+        add_prompts(model, PromptConfig.model_validate_json(meta["prompt"]), base)
+        load_weights_into(model, path)
+        model.set_train_mode("prompt" if train_mode == "prompt" else "frozen")
+        return model, meta
     if meta.get("format") != FORMAT:
         raise VifiError(f"{path} is not a vifi checkpoint (use `vifi export` for other formats)")
     arch = json.loads(meta["arch"])
-    model = ViFiCLIP(build_clip(arch), arch, train_mode)
+    model = ViFiCLIP(build_clip(arch), arch, "frozen" if train_mode == "prompt" else train_mode)
     load_weights_into(model, path)
     return model, meta
+
+
+def add_prompts(model, cfg, base_path: str | Path) -> None:
+    """Attach fresh prompts to `model`, bound to the checkpoint file it was built from."""
+    from vifi.model.prompts import Prompts
+
+    model.attach_prompts(Prompts(cfg, model.clip))
+    model.base_ref = {"path": str(Path(base_path).resolve()), "sha256": file_sha256(base_path)}

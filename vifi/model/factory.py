@@ -9,6 +9,19 @@ from vifi.model.vifi_clip import ViFiCLIP
 
 
 def build_model(cfg: ModelConfig) -> ViFiCLIP:
+    if cfg.train == "prompt":
+        from vifi.model.checkpoint import add_prompts, build_from_checkpoint, resolve_checkpoint
+
+        if not cfg.init_from:
+            raise VifiError("prompting learns on top of a fine-tuned checkpoint (the bridge): pass --bridge CKPT "
+                            "(or set model.init_from)")
+        base = resolve_checkpoint(cfg.init_from)
+        model, meta = build_from_checkpoint(base, "frozen")
+        if meta.get("train_mode") == "prompt":
+            raise VifiError(f"{base} is a prompt artifact; the bridge must be a fine-tuned model checkpoint")
+        add_prompts(model, cfg.prompt, base)
+        model.set_train_mode("prompt")
+        return model
     if cfg.init_from:
         from vifi.model.checkpoint import build_from_checkpoint
 
@@ -22,6 +35,10 @@ def prompt_template(cfg: ModelConfig) -> str | None:
     """None means bare class names (vanilla zero-shot)."""
     if cfg.vanilla:
         return None
+    if cfg.train == "prompt":
+        from vifi.model.prompts import Prompts
+
+        return Prompts.template_for(cfg.prompt)
     if "{}" not in cfg.prompt_template:
         raise VifiError(f"model.prompt_template {cfg.prompt_template!r} must contain '{{}}' where the class name goes")
     return cfg.prompt_template

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TRAIN_MODES = ("both", "image", "text", "frozen")
+TRAIN_MODES = ("both", "image", "text", "frozen", "prompt")
 
 
 def class_prompts(names: list[str], template: str | None) -> list[str]:
@@ -32,10 +32,18 @@ class VideoHead(nn.Module):
         super().__init__()
         self.visual = visual
         self.logit_scale = logit_scale
+        self.vision_prompts = None  # TowerPrompts when bridge-and-prompt adds vision prompts
+
+    def encode_frames(self, images: torch.Tensor) -> torch.Tensor:
+        if self.vision_prompts is None:
+            return self.visual(images)
+        from vifi.model.prompts import prompted_image_features
+
+        return prompted_image_features(self.visual, images, self.vision_prompts)
 
     def encode_video(self, videos: torch.Tensor) -> torch.Tensor:
         b, t = videos.shape[:2]
-        frames = self.visual(videos.flatten(0, 1))  # [B*T, D], projected, unnormalised
+        frames = self.encode_frames(videos.flatten(0, 1))  # [B*T, D], projected, unnormalised
         return frames.view(b, t, -1).mean(dim=1)
 
     def forward(self, videos: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
@@ -45,12 +53,21 @@ class VideoHead(nn.Module):
 
 
 class ViFiCLIP(nn.Module):
-    def __init__(self, clip: nn.Module, arch: dict[str, Any], train_mode: str = "both"):
+    def __init__(self, clip: nn.Module, arch: dict[str, Any], train_mode: str = "both", prompts=None):
         super().__init__()
         self.clip = clip
         self.arch = arch
         self.head = VideoHead(clip.visual, clip.logit_scale)
+        self.prompts = None
+        self.base_ref: dict[str, str] = {}  # path and sha256 of the checkpoint prompts are learned on
+        if prompts is not None:
+            self.attach_prompts(prompts)
         self.set_train_mode(train_mode)
+
+    def attach_prompts(self, prompts) -> None:
+        """Add deep prompts (vifi.model.prompts.Prompts); the CLIP weights stay as they are."""
+        self.prompts = prompts
+        self.head.vision_prompts = prompts.vision
 
     def arch_name(self) -> str:
         v, t = self.arch["vision_cfg"], self.arch["text_cfg"]
@@ -60,9 +77,13 @@ class ViFiCLIP(nn.Module):
     def set_train_mode(self, mode: str) -> None:
         if mode not in TRAIN_MODES:
             raise ValueError(f"train mode must be one of {TRAIN_MODES}")
+        if mode == "prompt" and self.prompts is None:
+            raise ValueError("train mode 'prompt' needs prompts attached first")
         self.train_mode = mode
         for name, param in self.clip.named_parameters():
             param.requires_grad_(self._is_trainable(name, mode))
+        if self.prompts is not None:
+            self.prompts.requires_grad_(mode == "prompt")
 
     @staticmethod
     def _is_trainable(name: str, mode: str) -> bool:
@@ -78,10 +99,14 @@ class ViFiCLIP(nn.Module):
 
     @property
     def text_trainable(self) -> bool:
+        if self.train_mode == "prompt":
+            return self.prompts.text is not None
         return self.train_mode in ("both", "text")
 
     @property
     def image_trainable(self) -> bool:
+        if self.train_mode == "prompt":
+            return self.prompts.vision is not None
         return self.train_mode in ("both", "image")
 
     # ---- text side ------------------------------------------------------------------------------------------
@@ -107,12 +132,17 @@ class ViFiCLIP(nn.Module):
         clip = self.clip
         eot = tokens.argmax(dim=-1)  # EOT has the largest id
         length = int(eot.max()) + 1 if truncate else tokens.shape[1]
-        tokens = tokens[:, :length]
-        cast = clip.transformer.get_cast_dtype()
-        with torch.no_grad():
-            x = clip.token_embedding(tokens).to(cast)
-        x = x + clip.positional_embedding[:length].to(cast)
-        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+        mask = clip.attn_mask[:length, :length]
+        if self.prompts is not None and self.prompts.text is not None:
+            from vifi.model.prompts import prompted_text_features
+
+            x = prompted_text_features(clip, tokens, self.prompts.text, length, mask)
+        else:
+            cast = clip.transformer.get_cast_dtype()
+            with torch.no_grad():
+                x = clip.token_embedding(tokens[:, :length]).to(cast)
+            x = x + clip.positional_embedding[:length].to(cast)
+            x = clip.transformer(x, attn_mask=mask)
         x = clip.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot]
         return x @ clip.text_projection
