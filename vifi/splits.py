@@ -108,3 +108,60 @@ def make_kshot(train_list: str, labels_csv: str, out: str | Path, shots: tuple[i
                          "labels": {"path": str(labels_csv), "sha256": _sha256(labels_csv)}}}
     write_json_atomic(out / "split.json", record)
     return record
+
+
+def normalise_class_name(name: str) -> str:
+    """Name key for matching classes across datasets: case-folded, whitespace collapsed, nothing else changed.
+
+    So "passing american football (not in game)" (K600) matches K400's "passing American football (not in game)",
+    while renamed classes ("dying hair" → "dyeing hair") stay distinct, as an exact-name rule requires.
+    """
+    return " ".join(name.casefold().split())
+
+
+def novel_classes(source: list[str], target: list[str]) -> list[str]:
+    """The `target` classes whose normalised name is absent from `source`, in target order."""
+    seen = {normalise_class_name(n) for n in source}
+    return [n for n in target if normalise_class_name(n) not in seen]
+
+
+def make_zeroshot_k600(k400_labels: str, k600_labels: str, out: str | Path, eval_list: str | None = None,
+                       seeds: tuple[int, ...] = (1, 2, 3), n_classes: int = 160) -> dict:
+    """Zero-shot K600 splits: the K600 classes absent from K400, `n_classes` drawn per seed, sorted by name.
+
+    Draw: numpy default_rng(seed).choice(candidates, n_classes, replace=False), then alphabetical order (the
+    published splits are alphabetical). With `eval_list` (a K600 list labelled by `k600_labels`), each split also
+    gets its evaluation list: the videos of its classes, in list order, re-indexed to the split's label order.
+    """
+    out = Path(out)
+    k400 = read_label_csv(k400_labels)
+    k600 = read_label_csv(k600_labels)
+    candidates = novel_classes(k400, k600)
+    if len(candidates) < n_classes:
+        raise VifiError(f"only {len(candidates)} classes of {k600_labels} are absent from {k400_labels}; "
+                        f"cannot draw {n_classes} per split")
+    entries = read_annotation_list(eval_list, len(k600)) if eval_list else None
+    index = {name: i for i, name in enumerate(k600)}
+    out.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for k, seed in enumerate(seeds, start=1):
+        rng = np.random.default_rng(seed)
+        chosen = sorted(candidates[i] for i in rng.choice(len(candidates), size=n_classes, replace=False))
+        folder = out / f"split{k}"
+        write_label_csv(folder / "labels.csv", chosen)
+        n_videos = None
+        if entries is not None:
+            videos = reindex(entries, [index[name] for name in chosen])
+            write_annotation_list(folder / "eval.txt", videos)
+            n_videos = len(videos)
+        splits[f"split{k}"] = {"seed": seed, "classes": len(chosen), "videos": n_videos}
+    inputs = {"k400_labels": {"path": str(k400_labels), "sha256": _sha256(k400_labels)},
+              "k600_labels": {"path": str(k600_labels), "sha256": _sha256(k600_labels)}}
+    if eval_list:
+        inputs["eval_list"] = {"path": str(eval_list), "sha256": _sha256(eval_list)}
+    record = {"protocol": "zeroshot-k600",
+              "rule": "candidates = K600 names whose casefolded, whitespace-collapsed form is not a K400 name; per "
+                      "seed numpy default_rng(seed).choice(len, n, replace=False); classes sorted by name",
+              "candidates": len(candidates), "n_classes": n_classes, "splits": splits, "inputs": inputs}
+    write_json_atomic(out / "split.json", record)
+    return record

@@ -24,18 +24,31 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 
 @splits_app.command("make")
 def make(
-    protocol: str = typer.Argument(..., help="base2novel | fewshot"),
-    train: str = typer.Option(..., "--train", help="training list (path label, 0-based)"),
-    labels: str = typer.Option(..., "--labels", help="label CSV (id,name)"),
+    protocol: str = typer.Argument(..., help="base2novel | fewshot | k600-zeroshot"),
+    train: str = typer.Option(None, "--train", help="training list (path label, 0-based)"),
+    labels: str = typer.Option(..., "--labels", help="label CSV (id,name); for k600-zeroshot the K600 one"),
     out: Path = typer.Option(..., "--out", help="output folder"),
     val: str = typer.Option(None, "--val", help="validation/test list (base2novel)"),
     shots: str = typer.Option(None, "--shots", help="K (base2novel: one value, default 16; fewshot: default 2,4,8,16)"),
     seeds: str = typer.Option("1,2,3", "--seeds", help="few-shot seeds (base2novel)"),
     seed: int = typer.Option(1, "--seed", help="generator seed (fewshot)"),
+    k400_labels: str = typer.Option(None, "--k400-labels", help="K400 label CSV (k600-zeroshot), e.g. splits/kinetics400.csv"),
+    classes: int = typer.Option(160, "--classes", help="classes per split (k600-zeroshot)"),
 ) -> None:
     from vifi.errors import VifiError
-    from vifi.splits import make_base2novel, make_kshot
+    from vifi.splits import make_base2novel, make_kshot, make_zeroshot_k600
 
+    if protocol == "k600-zeroshot":
+        if not k400_labels:
+            raise VifiError("k600-zeroshot needs --k400-labels (e.g. splits/kinetics400.csv) and --labels (K600's)")
+        record = make_zeroshot_k600(k400_labels, labels, out, eval_list=val, seeds=_ints(seeds, "--seeds"),
+                                    n_classes=classes)
+        print(f"k600-zeroshot: {record['candidates']} K600 classes absent from K400; "
+              f"{len(record['splits'])} splits of {classes} -> {out}")
+        return
+    if not train:
+        raise VifiError(f"{protocol} needs --train (the training list); a dataset without a training split "
+                        "cannot give base/novel counts or K-shot samples")
     if protocol == "base2novel":
         if not val:
             raise VifiError("base2novel needs --val (the test list to split into base_val / novel_val)")
