@@ -1,9 +1,9 @@
-"""`vifi eval --checkpoint CKPT --data LIST --labels CSV --root DIR --out DIR`."""
+"""`vifi eval`: one checkpoint on one list, or a whole protocol (`--protocol`) with its aggregated table."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -21,28 +21,100 @@ def parse_views(views: str) -> tuple[int, int]:
 
 
 def eval_command(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="vifi checkpoint (.safetensors) or run folder"),
-    data: str = typer.Option(..., "--data", help="annotation list: relative/path label"),
-    labels: str = typer.Option(..., "--labels", help="label CSV (id,name)"),
-    root: str = typer.Option(..., "--root", help="video root"),
-    out: Path = typer.Option(..., "--out", "-o", help="output folder for results and predictions"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
+                                             help="vifi checkpoint (.safetensors), prompt artifact or run folder; "
+                                                  "with --protocol base2novel/fewshot: comma-separated, one per seed/K"),
+    data: Optional[str] = typer.Option(None, "--data", help="annotation list: relative/path label"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="label CSV (id,name)"),
+    root: Optional[str] = typer.Option(None, "--root", help="video root"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder for results and predictions"),
     frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: the checkpoint's)"),
-    views: str = typer.Option("1x1", "--views", help="CLIPSxCROPS: 1x1, 1x3, 4x3, ..."),
+    views: Optional[str] = typer.Option(None, "--views", help="CLIPSxCROPS: 1x1 (default), 4x3 (supervised default)"),
     batch: int = typer.Option(8, "--batch", help="videos per batch"),
     workers: int = typer.Option(2, "--workers", help="data-loading processes"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     vanilla: bool = typer.Option(False, "--vanilla", help="bare class names, no prompt template"),
     reference_multiclip: bool = typer.Option(False, "--reference-multiclip",
                                              help="draw k>1 clips with the training formula (reference behaviour)"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="zeroshot | base2novel | fewshot | supervised"),
+    suite: Optional[Path] = typer.Option(None, "--suite", help="protocol suite YAML (several datasets)"),
+    splits: Optional[str] = typer.Option(None, "--splits", help="folder from `vifi splits make` (one dataset)"),
+    dataset: str = typer.Option("custom", "--dataset", help="name of the one dataset given by flags"),
+    seeds: str = typer.Option("1,2,3", "--seeds", help="base2novel seeds"),
+    shots: str = typer.Option("2,4,8,16", "--shots", help="fewshot K values"),
+    train: bool = typer.Option(False, "--train", help="fine-tune each seed/K here first (resumable chain)"),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="recipe of those fine-tunes (default b2n / fewshot)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override for those fine-tunes (repeatable)"),
+    partial: bool = typer.Option(False, "--partial", help="run a suite that lacks some of the paper's datasets"),
 ) -> None:
-    from vifi.runs import run_eval
+    from vifi.errors import VifiError
 
-    clips, crops = parse_views(views)
-    run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
-             num_workers=workers, device=device, template=None if vanilla else "",
-             reference_multiclip=reference_multiclip)
+    if protocol is None and suite is None:
+        missing = [f for f, v in (("--checkpoint", checkpoint), ("--data", data), ("--labels", labels),
+                                  ("--root", root), ("--out", out)) if not v]
+        if missing:
+            raise VifiError(f"vifi eval needs {', '.join(missing)} (or --protocol for a protocol run)")
+        from vifi.runs import run_eval
+
+        clips, crops = parse_views(views or "1x1")
+        run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
+                 num_workers=workers, device=device, template=None if vanilla else "",
+                 reference_multiclip=reference_multiclip)
+        return
+    if out is None:
+        raise VifiError("--protocol needs --out (the folder for the per-split runs and the aggregated table)")
+    from vifi.cli.splits import _ints
+    from vifi.protocols.suite import check_complete, load_suite
+
+    if suite is not None:
+        the_suite = load_suite(suite)
+        if protocol is not None and protocol != the_suite.protocol:
+            raise VifiError(f"--protocol {protocol} contradicts suite {suite} (protocol: {the_suite.protocol})")
+        if checkpoint:
+            the_suite.checkpoint = checkpoint
+        check_complete(the_suite, partial)
+    else:
+        the_suite = _suite_from_flags(protocol, checkpoint, data, labels, root, splits, dataset,
+                                      _ints(seeds, "--seeds"), _ints(shots, "--shots"), recipe)
+    from vifi.protocols.report import run_and_report
+
+    default_views = "4x3" if the_suite.protocol == "supervised" else "1x1"
+    run_and_report(the_suite, out, train=train, overrides=list(set_ or []),
+                   views=parse_views(views or the_suite.views or default_views), batch=batch, num_workers=workers,
+                   device=device)
+
+
+def _suite_from_flags(protocol, checkpoint, data, labels, root, splits, dataset, seeds, shots, recipe):
+    from vifi.errors import VifiError
+    from vifi.protocols.suite import PROTOCOLS, DatasetSuite, Suite
+
+    if protocol not in PROTOCOLS:
+        raise VifiError(f"--protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if not root:
+        raise VifiError("--protocol needs --root (the video folder) or a --suite file")
+    ds = DatasetSuite(root=root, labels=labels, splits=splits, seeds=list(seeds), shots=list(shots), recipe=recipe)
+    single = None
+    if protocol in ("zeroshot", "supervised"):
+        if not (data and labels and checkpoint):
+            raise VifiError(f"--protocol {protocol} with flags needs --checkpoint, --data and --labels "
+                            "(several lists: use a --suite file)")
+        ds.sets = {"split1": data}
+        single = checkpoint
+    else:
+        if not splits:
+            raise VifiError(f"--protocol {protocol} needs --splits DIR (from `vifi splits make {protocol}`)")
+        if protocol == "fewshot":
+            ds.val = data
+        keys = [str(s) for s in (seeds if protocol == "base2novel" else shots)]
+        if checkpoint:
+            given = [c for c in checkpoint.split(",") if c]
+            if len(given) != len(keys):
+                raise VifiError(f"--checkpoint lists {len(given)} models for {len(keys)} "
+                                f"{'seeds' if protocol == 'base2novel' else 'K values'} ({', '.join(keys)})")
+            ds.checkpoints = dict(zip(keys, given))
+    return Suite(protocol=protocol, checkpoint=single, datasets={dataset: ds})
 
 
 def register(app: typer.Typer) -> None:
-    app.command("eval", help="Evaluate a checkpoint on an annotation list; writes results.json and predictions.csv.")(
-        eval_command)
+    app.command("eval", help="Evaluate a checkpoint on a list, or run a whole protocol (--protocol) into one "
+                             "aggregated table.")(eval_command)

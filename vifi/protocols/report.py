@@ -1,0 +1,48 @@
+"""Write a protocol's per-split rows and aggregated table: results.{csv,md,json} + runs.csv in OUT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from vifi.fileio import write_json_atomic, write_text_atomic
+from vifi.protocols.runner import run_protocol
+from vifi.protocols.suite import Suite
+from vifi.results import frame_to_markdown, print_table
+
+NOTES = {
+    "zeroshot": "mean ± sample std over the splits of each dataset",
+    "base2novel": "base/novel: mean ± sample std over seeds; HM = 2·B·N/(B+N) of the seed-averaged B and N (as the paper)",
+    "fewshot": "one draw per K",
+    "supervised": "top-1/top-5 with the views given",
+}
+
+
+def run_and_report(suite: Suite, out: Path, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, summary = run_protocol(suite, out, **kwargs)
+    write_report(out, suite.protocol, runs, summary, kwargs.get("views", (1, 1)))
+    print_table(runs[[c for c in runs.columns if c != "checkpoint" and "top5" not in c]],
+                f"{suite.protocol}: per split/seed")
+    print_table(_shown(summary), f"{suite.protocol}: aggregated")
+    print(NOTES[suite.protocol])
+    return runs, summary
+
+
+def _shown(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[[c for c in summary.columns if not c.endswith("_mean")]]
+
+
+def write_report(out: Path, protocol: str, runs: pd.DataFrame, summary: pd.DataFrame, views) -> None:
+    write_text_atomic(out / "runs.csv", runs.to_csv(index=False))
+    write_text_atomic(out / "results.csv", summary.to_csv(index=False))
+    md = (f"# {protocol} protocol\n\nViews {views[0]}x{views[1]}; the last epoch of every fine-tune is reported.\n\n"
+          f"## Aggregated\n\n{NOTES[protocol]}.\n\n" + frame_to_markdown(_shown(summary)) +
+          "\n## Per split / seed\n\n" + frame_to_markdown(runs))
+    write_text_atomic(out / "results.md", md)
+    write_json_atomic(out / "results.json", {
+        "protocol": protocol, "views": f"{views[0]}x{views[1]}", "reported": "last epoch",
+        "summary": json.loads(summary.to_json(orient="records")), "runs": json.loads(runs.to_json(orient="records"))})
