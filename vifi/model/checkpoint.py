@@ -114,12 +114,29 @@ def _checked_state(state: dict, own: dict, path: Path, what: str) -> dict:
     return state
 
 
-def build_from_checkpoint(path: str | Path, train_mode: str = "frozen"):
-    """A ViFiCLIP with the architecture and weights stored in a vifi checkpoint."""
+def is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # safetensors: 8-byte little-endian header length, then a JSON object
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def build_from_checkpoint(path: str | Path, train_mode: str = "frozen", clip: str | None = None):
+    """A ViFiCLIP from a vifi checkpoint, a vifi prompt artifact (with its base) or a paper release `.pth`.
+
+    `clip`: CLIP weights, needed only by paper releases (they lack the token-embedding table).
+    """
     from vifi.model.backbone import build_clip
     from vifi.model.vifi_clip import ViFiCLIP
 
     path = resolve_checkpoint(path)
+    if not is_safetensors(path):
+        from vifi.model.paper_import import load_paper_checkpoint
+
+        model, meta = load_paper_checkpoint(path, clip)
+        if train_mode != "prompt":
+            model.set_train_mode(train_mode if model.prompts is None else "frozen")
+        return model, meta
     meta = read_metadata(path)
     if meta.get("format") == PROMPT_FORMAT:
         from vifi.config import PromptConfig
@@ -127,7 +144,7 @@ def build_from_checkpoint(path: str | Path, train_mode: str = "frozen"):
         base = Path(meta["base_path"])
         if not base.is_file():
             raise VifiError(f"prompt artifact {path} needs its base checkpoint {base}, which is not there")
-        model, _ = build_from_checkpoint(base, "frozen")
+        model, _ = build_from_checkpoint(base, "frozen", clip)
         add_prompts(model, PromptConfig.model_validate_json(meta["prompt"]), base)
         load_weights_into(model, path)
         model.set_train_mode("prompt" if train_mode == "prompt" else "frozen")

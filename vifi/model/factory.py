@@ -16,8 +16,8 @@ def build_model(cfg: ModelConfig) -> ViFiCLIP:
             raise VifiError("prompting learns on top of a fine-tuned checkpoint (the bridge): pass --bridge CKPT "
                             "(or set model.init_from)")
         base = resolve_checkpoint(cfg.init_from)
-        model, meta = build_from_checkpoint(base, "frozen")
-        if meta.get("train_mode") == "prompt":
+        model, meta = build_from_checkpoint(base, "frozen", cfg.clip)
+        if meta.get("train_mode") == "prompt" or model.prompts is not None:
             raise VifiError(f"{base} is a prompt artifact; the bridge must be a fine-tuned model checkpoint")
         add_prompts(model, cfg.prompt, base)
         model.set_train_mode("prompt")
@@ -25,7 +25,7 @@ def build_model(cfg: ModelConfig) -> ViFiCLIP:
     if cfg.init_from:
         from vifi.model.checkpoint import build_from_checkpoint
 
-        model, _ = build_from_checkpoint(cfg.init_from, cfg.train)
+        model, _ = build_from_checkpoint(cfg.init_from, cfg.train, cfg.clip)
         return model
     clip, arch = load_clip(cfg.arch, cfg.clip)
     return ViFiCLIP(clip, arch, cfg.train)

@@ -1,0 +1,52 @@
+"""`vifi export SRC.pth --out DST.safetensors`: a paper release (or any readable checkpoint) in vifi's format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def export(
+    source: str = typer.Argument(..., help="paper .pth release (full fine-tune or prompting)"),
+    out: Path = typer.Option(..., "--out", "-o", help="destination .safetensors"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="OpenAI CLIP weights (the token table the .pth lacks)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing destination files"),
+) -> None:
+    from vifi.errors import VifiError
+    from vifi.model.checkpoint import add_prompts, is_safetensors, resolve_checkpoint, save_weights
+    from vifi.model.paper_import import load_paper_checkpoint
+
+    src = resolve_checkpoint(source)
+    if is_safetensors(src):
+        raise VifiError(f"{src} is already a safetensors file; vifi export converts paper .pth releases")
+    if out.suffix != ".safetensors":
+        raise VifiError(f"--out {out} must end in .safetensors")
+    model, meta = load_paper_checkpoint(src, clip)
+    base = out.with_name(out.stem + ".base.safetensors") if model.prompts is not None else out
+    targets = [base, out] if model.prompts is not None else [out]
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise VifiError(f"{existing[0]} exists; pass --overwrite to replace it")
+    extra = {"prompt_template": meta["prompt_template"], "frames": int(meta["frames"]),
+             "input_size": int(meta["input_size"]), "source": str(src)}
+    if model.prompts is None:
+        save_weights(out, model, extra)
+        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+        return
+    prompts = model.prompts
+    model.prompts = None
+    model.head.vision_prompts = None
+    model.set_train_mode("frozen")
+    save_weights(base, model, {**extra, "prompt_template": "a photo of a {}."})
+    add_prompts(model, prompts.cfg, base)  # fresh prompts bound to the exported base ...
+    model.prompts.load_state_dict(prompts.state_dict())  # ... holding the released values
+    model.set_train_mode("prompt")
+    save_weights(out, model, extra)
+    print(f"wrote {base} (weights) and {out} (prompts, {out.stat().st_size / 2**10:.0f} KiB, bound to {base.name})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export", help="Convert a paper .pth release to vifi's safetensors format (no pickle code runs).")(
+        export)

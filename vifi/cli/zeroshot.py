@@ -1,0 +1,59 @@
+"""`vifi zeroshot VIDEO… --labels "a,b,c"`: top-k labels for one's own videos, as a table and a CSV/JSON file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def zeroshot(
+    videos: List[str] = typer.Argument(..., help="video files, folders, or - to read paths from stdin"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="comma-separated candidate labels"),
+    labels_file: Optional[str] = typer.Option(None, "--labels-file", help="one label per line"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="vifi checkpoint, prompt artifact, run "
+                                                                       "folder or paper .pth"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights (plain CLIP, or the token table a paper "
+                                                            ".pth needs)"),
+    arch: str = typer.Option("ViT-B-16", "--arch", help="architecture of --clip weights given as an open_clip tag"),
+    frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: checkpoint's, else 32)"),
+    views: str = typer.Option("1x1", "--views", help="CLIPSxCROPS: 1x1 or 4x3"),
+    top_k: int = typer.Option(5, "--top-k", help="labels shown per video"),
+    vanilla: bool = typer.Option(False, "--vanilla", help="bare labels as text, no prompt template"),
+    template: Optional[str] = typer.Option(None, "--template", help="prompt template, e.g. 'a video of {}.'"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write video,label,prob rows (.csv) or .json"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
+    batch: int = typer.Option(4, "--batch", help="videos per batch"),
+) -> None:
+    from vifi.cli.eval import parse_views
+    from vifi.errors import VifiError
+    from vifi.zeroshot import classify, collect_videos, load_model, parse_labels, print_top_k, write_output
+
+    names = parse_labels(labels, labels_file)
+    view_pair = parse_views(views)
+    if top_k < 1:
+        raise VifiError("--top-k must be at least 1")
+    if template is not None and "{}" not in template:
+        raise VifiError(f"--template {template!r} must contain '{{}}' where the label goes")
+    if out is not None and out.is_dir():
+        raise VifiError(f"--out {out} is a folder; give a file name ending in .csv or .json")
+    paths = collect_videos(videos)
+    model, meta = load_model(checkpoint, clip, arch)
+    if vanilla:
+        text_template = None
+    elif template is not None:
+        text_template = template
+    elif "prompt_template" in meta:  # what the checkpoint was trained with; "" = bare names
+        text_template = meta["prompt_template"] or None
+    else:
+        text_template = "a photo of a {}."
+    table = classify(paths, names, model, meta, frames=frames, views=view_pair, template=text_template,
+                     device=device, batch=batch)
+    print_top_k(table, min(top_k, len(names)))
+    if out is not None:
+        write_output(table, out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("zeroshot", help="Classify your own videos against free-form labels (CPU or GPU).")(zeroshot)

@@ -1,0 +1,179 @@
+"""Read the paper's released `.pth` checkpoints without running any code from them (SPEC §3.7, §8).
+
+The files are `torch.save` dicts whose `config` is a pickled yacs CfgNode, so `weights_only=True` refuses them and
+`weights_only=False` would execute whatever the pickle names. We unpickle with an allow-list instead: tensor
+rebuild helpers and plain containers resolve to the real thing; the yacs config becomes an inert dict record;
+any other global (os.system, builtins.eval, a class with side effects, ...) stops the load before it is called.
+
+Key mapping onto open_clip's CLIP (after stripping DDP's `module.`):
+  image_encoder.*                      -> visual.*
+  text_encoder.{transformer,positional_embedding,ln_final,text_projection}* -> same names at the top level
+  logit_scale                          -> logit_scale
+  prompt_learner.{token_prefix,token_suffix,complete_text_embeddings} -> dropped (class-specific, rebuilt)
+  prompt_learner.ctx, image_encoder.VPT, *.resblocks.{i}.VPT_shallow -> the prompt tensors (vifi.model.prompts)
+The token-embedding table is not in these files (the reference never trains it): it comes from CLIP's weights.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import types
+from pathlib import Path
+
+import torch
+
+from vifi.errors import VifiError
+
+_DROPPED = ("prompt_learner.token_prefix", "prompt_learner.token_suffix", "prompt_learner.complete_text_embeddings")
+_TEXT_TOP = ("transformer.", "positional_embedding", "ln_final.", "text_projection")
+
+
+class ConfigRecord(dict):
+    """Stands in for yacs' CfgNode: keeps the items and attributes, has no behaviour."""
+
+    def __setstate__(self, state):
+        self.__dict__.update(state if isinstance(state, dict) else {"state": state})
+
+
+_ALLOWED = {
+    ("collections", "OrderedDict"): lambda: __import__("collections").OrderedDict,
+    ("torch._utils", "_rebuild_tensor"): lambda: torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): lambda: torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): lambda: torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): lambda: torch._utils._rebuild_parameter_with_state,
+    ("torch", "Size"): lambda: torch.Size,
+    ("torch", "device"): lambda: torch.device,
+    ("builtins", "set"): lambda: set,
+    ("builtins", "frozenset"): lambda: frozenset,
+    ("builtins", "slice"): lambda: slice,
+    ("yacs.config", "CfgNode"): lambda: ConfigRecord,
+}
+
+
+class RefusedPickle(VifiError):
+    pass
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    source = "checkpoint"
+
+    def find_class(self, module, name):
+        maker = _ALLOWED.get((module, name))
+        if maker is not None:
+            return maker()
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise RefusedPickle(f"refusing {self.source}: its pickle references {module}.{name}, which loading would "
+                            "call; vifi only reads tensors and the reference's config (nothing was run)")
+
+
+def _safe_pickle_module(source: str) -> types.ModuleType:
+    module = types.ModuleType("vifi_safe_pickle")
+
+    class Unpickler(_SafeUnpickler):
+        pass
+
+    Unpickler.source = source
+    module.Unpickler = Unpickler
+    module.load = lambda fh, **kw: Unpickler(fh, **kw).load()
+    module.__name__ = "vifi_safe_pickle"
+    return module
+
+
+def safe_torch_load(path: str | Path):
+    """torch.load of a trusted-format file through the allow-list unpickler above."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False,
+                          pickle_module=_safe_pickle_module(str(path)))
+    except RefusedPickle:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is a user error
+        raise VifiError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def is_paper_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("model"), dict) and any(
+        k.removeprefix("module.").startswith(("image_encoder.", "text_encoder.")) for k in obj["model"])
+
+
+def map_paper_state(model_state: dict[str, torch.Tensor], path: str | Path):
+    """(open_clip CLIP state without token_embedding, prompt tensors in vifi names, prompt sizes or None)."""
+    clip, prompts, unexpected = {}, {}, []
+    v_deep, t_deep = {}, {}
+    for key, value in model_state.items():
+        key = key.removeprefix("module.")
+        if key in _DROPPED:
+            continue
+        if m := re.fullmatch(r"image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow", key):
+            v_deep[int(m.group(1))] = value
+        elif m := re.fullmatch(r"text_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow", key):
+            t_deep[int(m.group(1))] = value
+        elif key == "image_encoder.VPT":
+            prompts["vision.tokens"] = value
+        elif key == "prompt_learner.ctx":
+            prompts["text.tokens"] = value
+        elif key.startswith("image_encoder."):
+            clip["visual." + key.removeprefix("image_encoder.")] = value
+        elif key.startswith("text_encoder.") and key.removeprefix("text_encoder.").startswith(_TEXT_TOP):
+            clip[key.removeprefix("text_encoder.")] = value
+        elif key == "logit_scale":
+            clip[key] = value
+        else:
+            unexpected.append(key)
+    if unexpected:
+        raise VifiError(f"{path} is not a ViFi-CLIP checkpoint: unexpected keys {', '.join(unexpected[:4])}"
+                        f"{' …' if len(unexpected) > 4 else ''} (an X-CLIP-style model with extra modules?)")
+    sizes = None
+    if prompts or v_deep or t_deep:
+        for i, (table, tower) in enumerate(((v_deep, "vision"), (t_deep, "text"))):
+            if sorted(table) != list(range(1, len(table) + 1)):
+                raise VifiError(f"{path}: {tower} deep prompts at blocks {sorted(table)} are not blocks 1..D-1")
+            for j, block in enumerate(sorted(table)):
+                prompts[f"{tower}.deep.{j}"] = table[block]
+        v, t = prompts.get("vision.tokens"), prompts.get("text.tokens")
+        sizes = {"vision_tokens": 0 if v is None else v.shape[0], "vision_depth": 0 if v is None else 1 + len(v_deep),
+                 "text_tokens": 0 if t is None else t.shape[0], "text_depth": 0 if t is None else 1 + len(t_deep)}
+    return clip, prompts, sizes
+
+
+def load_paper_checkpoint(path: str | Path, clip_weights: str | None):
+    """A ViFiCLIP (with prompts when the file has them) built from a paper `.pth` and CLIP's token embedding."""
+    from vifi.config import PromptConfig
+    from vifi.model.backbone import build_clip, infer_arch_from_state_dict, read_weight_file
+    from vifi.model.prompts import Prompts
+    from vifi.model.vifi_clip import ViFiCLIP
+
+    obj = safe_torch_load(path)
+    if not is_paper_checkpoint(obj):
+        raise VifiError(f"{path} is neither a vifi checkpoint nor a ViFi-CLIP release (.pth with 'model' holding "
+                        "image_encoder.* / text_encoder.* weights)")
+    clip_state, prompt_state, sizes = map_paper_state(obj["model"], path)
+    if not clip_weights:
+        raise VifiError(f"{path} lacks CLIP's token-embedding table (the paper never trains it): pass --clip with "
+                        "the OpenAI CLIP weights of the same architecture to supply it")
+    clip_path = Path(clip_weights)
+    if not clip_path.is_file():
+        raise VifiError(f"--clip {clip_weights}: file not found (needed for the token-embedding table)")
+    source = read_weight_file(clip_path)
+    if "token_embedding.weight" not in source:
+        raise VifiError(f"--clip {clip_weights} has no token_embedding.weight")
+    clip_state["token_embedding.weight"] = source["token_embedding.weight"]
+    arch = infer_arch_from_state_dict(clip_state)
+    clip = build_clip(arch)
+    missing, unexpected = clip.load_state_dict({k: v.float() for k, v in clip_state.items()}, strict=False)
+    missing = [k for k in missing if k != "attn_mask"]
+    if missing or unexpected:
+        raise VifiError(f"{path} does not fit the CLIP its shapes describe: missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]}")
+    model = ViFiCLIP(clip, arch, "frozen")
+    if sizes:
+        from vifi.model.checkpoint import file_sha256
+
+        cfg = PromptConfig(init="", **sizes)  # shipped prompt sizes are > 4 tokens: "X" placeholders
+        model.attach_prompts(Prompts(cfg, clip))
+        model.prompts.load_state_dict({k: v.float() for k, v in prompt_state.items()})
+        model.base_ref = {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+    meta = {"prompt_template": Prompts.template_for(model.prompts.cfg) if sizes else "a photo of a {}.",
+            "frames": "32", "input_size": str(arch["vision_cfg"]["image_size"]), "source": str(path)}
+    return model, meta

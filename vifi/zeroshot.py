@@ -1,0 +1,123 @@
+"""Classify one's own videos against free-form labels: `vifi zeroshot`.
+
+Probabilities are the softmax of the logit-scaled cosine over the given labels; with several views, the per-view
+softmaxes are averaged (SPEC §2.9 sums them; dividing by the view count keeps them probabilities, same ranking).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from vifi.errors import VifiError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
+
+
+def parse_labels(labels: str | None, labels_file: str | None) -> list[str]:
+    if bool(labels) == bool(labels_file):
+        raise VifiError("give the candidate labels with exactly one of --labels \"a,b,c\" or --labels-file FILE")
+    if labels_file:
+        path = Path(labels_file)
+        if not path.is_file():
+            raise VifiError(f"--labels-file {path}: file not found")
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    else:
+        names = [part.strip() for part in labels.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise VifiError("the label list is empty; give at least one label")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise VifiError(f"label {dupes[0]!r} is given more than once; each label must be unique")
+    return names
+
+
+def collect_videos(items: list[str]) -> list[Path]:
+    """Files as given, folders expanded to their video files (sorted), `-` read from stdin (one path a line)."""
+    paths: list[Path] = []
+    for item in items:
+        if item == "-":
+            paths += [Path(line.strip()) for line in sys.stdin if line.strip()]
+            continue
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if not found:
+                raise VifiError(f"folder {path} holds no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+            paths += found
+        else:
+            paths.append(path)
+    if not paths:
+        raise VifiError("no videos given (paths, a folder, or - to read paths from stdin)")
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise VifiError(f"video not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return paths
+
+
+def load_model(checkpoint: str | None, clip: str | None, arch: str):
+    from vifi.model.backbone import load_clip
+    from vifi.model.checkpoint import build_from_checkpoint
+    from vifi.model.vifi_clip import ViFiCLIP
+
+    if checkpoint:
+        return build_from_checkpoint(checkpoint, clip=clip)
+    if not clip:
+        raise VifiError("give --checkpoint (a vifi or paper checkpoint) or --clip (plain CLIP weights)")
+    model, cfg = load_clip(arch, clip)
+    return ViFiCLIP(model, cfg, "frozen"), {}
+
+
+def classify(videos: list[Path], names: list[str], model, meta: dict, *, frames: int | None, views: tuple[int, int],
+             template: str | None, device: str | None, batch: int = 4, num_workers: int = 0) -> pd.DataFrame:
+    """One row per (video, label): video, label, prob; rows of a video sorted by probability, highest first."""
+    from vifi.data.annotations import Entry
+    from vifi.data.dataset import ClipSpec, EvalClips
+    from vifi.engine.evaluate import class_text_features, video_scores
+    from vifi.engine.runtime import setup_runtime
+
+    runtime = setup_runtime(device, "auto")
+    model.to(runtime.device)
+    frames = frames or int(meta.get("frames", 32))
+    size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
+    entries = [Entry(str(p.resolve()), 0) for p in videos]
+    dataset = EvalClips(entries, "/", ClipSpec(frames, size), views[0], views[1])
+    text = class_text_features(model, names, template, runtime)
+    _, _, scores = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
+                                show_progress=False)
+    probs = scores / (views[0] * views[1])
+    rows = []
+    for path, row in zip(videos, probs):
+        for j in torch.argsort(row, descending=True).tolist():
+            rows.append({"video": str(path), "label": names[j], "prob": round(float(row[j]), 6)})
+    return pd.DataFrame(rows, columns=["video", "label", "prob"])
+
+
+def print_top_k(table: pd.DataFrame, k: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(title=f"top-{k} labels per video")
+    out.add_column("video")
+    out.add_column("rank", justify="right")
+    out.add_column("label")
+    out.add_column("prob", justify="right")
+    for video, group in table.groupby("video", sort=False):
+        for rank, row in enumerate(group.head(k).itertuples(index=False), start=1):
+            out.add_row(Path(video).name if rank == 1 else "", str(rank), row.label, f"{row.prob:.4f}")
+    Console(stderr=False).print(out)
+
+
+def write_output(table: pd.DataFrame, out: Path) -> None:
+    from vifi.fileio import write_json_atomic, write_text_atomic
+
+    if out.suffix.lower() == ".json":
+        grouped = [{"video": v, "labels": g[["label", "prob"]].to_dict(orient="records")}
+                   for v, g in table.groupby("video", sort=False)]
+        write_json_atomic(out, grouped)
+    else:
+        write_text_atomic(out, table.to_csv(index=False))
