@@ -25,6 +25,8 @@ def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
     """Refuse to clobber: a finished run needs --overwrite; a run in progress needs --resume or --overwrite."""
     if resume and overwrite:
         raise VifiError("--resume and --overwrite contradict each other; pick one")
+    if out.exists() and not out.is_dir():
+        raise VifiError(f"--out {out} is a file, not a folder; choose a folder for the run")
     finished = (out / "results.json").exists()
     started = (out / "checkpoints" / "latest.json").exists()
     if resume:
@@ -141,6 +143,8 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     from vifi.model.checkpoint import build_from_checkpoint
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VifiError(f"--out {out} is a file, not a folder; choose a folder for the results")
     if (out / "results.json").exists():
         raise VifiError(f"{out} already holds results.json; choose another --out")
     names = read_label_csv(labels)

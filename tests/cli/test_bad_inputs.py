@@ -35,6 +35,9 @@ def data(tmp_path, demo_data):
     (root / "nolabels.csv").write_text("id,label\n0,x\n")
     (root / "corrupt.mp4").write_bytes(b"\x00" * 100)
     (root / "corrupt.txt").write_text("corrupt.mp4 0\n")
+    (root / "suite.yaml").write_text("protocol: zeroshot\ncheckpoint: x.safetensors\ndatasets:\n  hmdb51:\n"
+                                     "    root: videos\n    labels: labels.csv\n    sets: {split1: test.txt}\n")
+    (root / "bad_suite.yaml").write_text("protocol: zeroshot\ndatasets: {hmdb51: {root: v, colour: red}}\n")
     return root
 
 
@@ -76,6 +79,29 @@ CASES = {
     "micro batch does not divide": lambda d, o: ["finetune", "demo", "--set", "train.micro_batch=5", "--out", o],
     "resume without run": lambda d, o: ["finetune", "demo", "--resume", "--out", o],
     "cuda on cpu machine": lambda d, o: ["finetune", "demo", "--device", "cuda", "--out", o],
+    "out is a file": lambda d, o: ["finetune", "demo", "--out", d / "labels.csv"],
+    "eval out is a file": lambda d, o: ["eval", "--checkpoint", d / "x.safetensors", "--data", d / "test.txt",
+                                        *_common(d), "--out", d / "test.txt"],
+    "splits without a training list": lambda d, o: ["splits", "make", "base2novel", "--val", d / "test.txt",
+                                                    "--labels", d / "labels.csv", "--out", o],
+    "K larger than a class": lambda d, o: ["splits", "make", "fewshot", "--train", d / "train.txt", "--labels",
+                                           d / "labels.csv", "--shots", "99", "--out", o],
+    "unknown split protocol": lambda d, o: ["splits", "make", "tenfold", "--train", d / "train.txt", "--labels",
+                                            d / "labels.csv", "--out", o],
+    "unknown eval protocol": lambda d, o: ["eval", "--protocol", "bogus", "--root", d / "videos", "--out", o],
+    "protocol without checkpoint": lambda d, o: ["eval", "--protocol", "zeroshot", "--data", d / "test.txt",
+                                                 *_common(d), "--out", o],
+    "protocol suite lacks a dataset": lambda d, o: ["eval", "--suite", d / "suite.yaml", "--out", o],
+    "suite with unknown key": lambda d, o: ["eval", "--suite", d / "bad_suite.yaml", "--out", o],
+    "base2novel without splits": lambda d, o: ["eval", "--protocol", "base2novel", "--root", d / "videos",
+                                               "--checkpoint", "a,b,c", "--out", o],
+    "prompt without bridge": lambda d, o: ["prompt", "demo", "--set", "model.prompt.text_tokens=4", "--set",
+                                           "model.prompt.text_depth=1", "--out", o],
+    "prompt on a prompt-less recipe": lambda d, o: ["finetune", "demo", "--train", "prompt", "--out", o],
+    "zeroshot empty labels": lambda d, o: ["zeroshot", d / "videos", "--labels", " , "],
+    "zeroshot missing video": lambda d, o: ["zeroshot", d / "nope.mp4", "--labels", "a,b"],
+    "export of a missing file": lambda d, o: ["export", d / "nope.pth", "--out", o / "x.safetensors"],
+    "export of a non-checkpoint": lambda d, o: ["export", d / "labels.csv", "--out", o / "x.safetensors"],
 }
 
 

@@ -6,6 +6,8 @@ same indices (it decodes sequentially and keeps the frames asked for).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,8 @@ def _import_decord():
     import av  # noqa: F401
     import decord
 
+    # FFmpeg's own log lines ("moov atom not found") would duplicate our one-line DecodeError on stderr.
+    decord.logging.set_level(decord.logging.QUIET)
     return decord
 
 
@@ -30,9 +34,28 @@ def _decord_reader(path: str):
     decord = _import_decord()
 
     try:
-        return decord.VideoReader(path, num_threads=1)
+        with _native_stderr_silenced():
+            return decord.VideoReader(path, num_threads=1)
     except Exception as exc:  # noqa: BLE001 - decord raises its own error types
         raise DecodeError(f"cannot decode video {path}: {str(exc).splitlines()[0][:160]}") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """decord's C++ logger prints "ERROR opening ..." to fd 2 before raising; our DecodeError says it in one line."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def count_frames(path: str | Path, backend: str = "decord") -> int:
