@@ -35,6 +35,9 @@ def save_training_checkpoint(run_dir: Path, model, optimizer, scaler, progress: 
                                                    "state": f"{stem}.state.pt"})
     except OSError as exc:
         previous = read_latest(run_dir)
+        if previous is None or previous["weights"] != f"{stem}.safetensors":
+            for suffix in (".safetensors", ".state.pt"):  # a half-finished set is not a checkpoint
+                (folder / f"{stem}{suffix}").unlink(missing_ok=True)
         where = f"the previous checkpoint ({previous['weights']}) is intact" if previous else "no earlier checkpoint exists"
         raise VifiError(f"could not write checkpoint {stem} in {folder} ({exc.strerror or exc}); {where}") from None
     _prune(folder, keep_last, keep=stem)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import math
 import signal
 import time
 from dataclasses import dataclass, field
@@ -229,25 +228,31 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            # One host read per step: a non-finite loss must not reach the weights.
-            if not math.isfinite(float(total)):
+            # One host read per step: a non-finite loss or gradient must not reach the weights.
+            if not self._all_finite(total):
                 self._skip_nonfinite(step)
             else:
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(total)
 
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms = torch._foreach_norm(grads) if grads else []
+        return bool(torch.isfinite(torch.stack([loss.float(), *[n.float() for n in norms]])).all())
+
     def _skip_nonfinite(self, step: int) -> None:
         self.progress["nonfinite"] += 1
         limit = 5
         if self.runtime.is_main:
-            print(f"warning: non-finite loss at step {step}; step skipped ({self.progress['nonfinite']}/{limit})")
+            print(f"warning: non-finite loss or gradient at step {step}; step skipped ({self.progress['nonfinite']}/{limit})")
         if self.progress["nonfinite"] >= limit:
             from vifi.engine.checkpointing import read_latest
 
             latest = read_latest(self.run_dir)
             where = f"last good checkpoint: {self.run_dir}/checkpoints/{latest['weights']}" if latest else "no checkpoint yet"
-            raise VifiError(f"training diverged: {limit} steps with a non-finite loss; lower train.lr ({where})")
+            raise VifiError(f"training diverged: {limit} steps with a non-finite loss or gradient; lower train.lr "
+                            f"and continue from the {where}")
 
     # ---- files ----------------------------------------------------------------------------------------------
     def _save(self) -> None:

@@ -1,0 +1,78 @@
+"""Guards: non-finite steps are skipped then stop the run; a full disk leaves the previous checkpoint intact."""
+
+import errno
+import json
+
+import pytest
+import torch
+
+from vifi.config import load_config
+from vifi.errors import VifiError
+
+
+def _trainer(demo_data, tmp_path, tiny_model, epochs=2):
+    from vifi.data.annotations import read_annotation_list, read_label_csv
+    from vifi.data.dataset import ClipSpec, TrainClips
+    from vifi.engine.runtime import setup_runtime
+    from vifi.engine.train import Trainer
+    from vifi.model.vifi_clip import class_prompts
+
+    cfg = load_config("demo", [f"train.epochs={epochs}", "train.global_batch=6", "train.micro_batch=3",
+                               "data.num_workers=0", "data.frames=2"])
+    names = read_label_csv(demo_data["labels"])
+    entries = read_annotation_list(demo_data["train_list"], len(names))
+    data = TrainClips(entries, demo_data["root"], ClipSpec(2, 64), 0, 0.0, 0.0)
+    tokens = tiny_model.tokenize(class_prompts(names, "a photo of a {}."))
+    return Trainer(cfg, tiny_model, setup_runtime("cpu", "fp32"), tmp_path, data, tokens, len(names),
+                   show_progress=False)
+
+
+def test_non_finite_steps_are_skipped_then_the_run_stops_naming_the_last_good_checkpoint(
+        demo_data, tmp_path, tiny_model, monkeypatch, capsys):
+    import vifi.engine.train as train
+
+    trainer = _trainer(demo_data, tmp_path, tiny_model, epochs=3)
+    assert trainer.steps_per_epoch == 4
+    real = train.accumulate_step_gradients
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        total = real(*args, **kwargs)
+        if calls["n"] <= 4:
+            return total  # epoch 1 trains normally and is checkpointed
+        for p in tiny_model.parameters():
+            if p.grad is not None:
+                p.grad.fill_(float("nan"))
+        return total
+
+    monkeypatch.setattr(train, "accumulate_step_gradients", poisoned)
+    with pytest.raises(VifiError, match=r"5 steps with a non-finite .*checkpoint: .*ckpt-0000008\.safetensors"):
+        trainer.fit()
+    from safetensors.torch import load_file
+
+    epoch_1 = load_file(str(tmp_path / "checkpoints" / "ckpt-0000004.safetensors"))
+    epoch_2 = load_file(str(tmp_path / "checkpoints" / "ckpt-0000008.safetensors"))  # every step of it skipped
+    for k, v in tiny_model.clip.state_dict().items():
+        assert torch.equal(epoch_1[k], v) and torch.equal(epoch_2[k], v), f"{k} changed by a skipped step"
+    out = capsys.readouterr().out
+    assert out.count("step skipped") == 5
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(demo_data, tmp_path, tiny_model, monkeypatch):
+    import vifi.engine.checkpointing as ck
+
+    trainer = _trainer(demo_data, tmp_path, tiny_model)
+    trainer._save()  # step 0
+    folder = tmp_path / "checkpoints"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    trainer.progress["step"] = 3
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.torch, "save", full_disk)
+    with pytest.raises(VifiError, match=r"No space left on device.*previous checkpoint \(ckpt-0000000"):
+        trainer._save()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing half-written left behind
+    assert json.loads((folder / "latest.json").read_text())["weights"] == "ckpt-0000000.safetensors"
