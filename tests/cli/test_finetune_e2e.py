@@ -98,38 +98,56 @@ def test_deterministic_runs_are_bit_identical(finished_run, demo_data, tmp_path)
     assert _same_weights(out / "checkpoints/final.safetensors", finished_run / "checkpoints/final.safetensors")
 
 
-def test_resume_after_kill_9_is_bit_identical(finished_run, demo_data, tmp_path):
+def _kill_moment(proc, out: Path, mode: str, rng: random.Random) -> bool:
+    """Wait for a moment of the given kind, then SIGKILL; True if the kill landed while a file was being written."""
+    folder, log = out / "checkpoints", out / "log.csv"
+    rows = len(log.read_text().splitlines()) if log.exists() else 0
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if mode == "write" and folder.is_dir() and any(p.name.endswith(".tmp") for p in folder.iterdir()):
+            break  # a checkpoint file is half written right now
+        if mode == "step" and log.exists() and len(log.read_text().splitlines()) > rows:
+            time.sleep(rng.uniform(0.0, 0.4))
+            break
+        time.sleep(0.001 if mode == "write" else 0.02)
+    if proc.poll() is not None:
+        return False
+    during_write = folder.is_dir() and any(p.name.endswith(".tmp") for p in folder.iterdir())
+    proc.send_signal(signal.SIGKILL)
+    return during_write
+
+
+def test_resume_after_kill_9_at_ten_moments_is_bit_identical(demo_data, tmp_path):
+    # 4 steps an epoch, a checkpoint after every step: 12 steps, each a chance to die mid-step or mid-write.
+    extra = ("--deterministic", "--set", "train.save_every=1", "--set", "train.global_batch=6",
+             "--set", "train.micro_batch=3")
+    baseline = tmp_path / "baseline"
+    assert _run(*_args(demo_data, baseline, *extra)).returncode == 0
     out = tmp_path / "killed"
     rng = random.Random(0)
-    args = _args(demo_data, out, "--deterministic", "--set", "train.save_every=1")
-    kills = 0
-    for attempt in range(12):
+    kills, during_write = 0, 0
+    for attempt in range(40):
         resume = (out / "checkpoints" / "latest.json").exists()
-        cmd = [sys.executable, "-m", "vifi", *map(str, args)] + (["--resume"] if resume else ["--overwrite"])
+        cmd = [sys.executable, "-m", "vifi", *map(str, _args(demo_data, out, *extra))] + \
+            (["--resume"] if resume else ["--overwrite"])
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if kills < 4:
-            # kill at a random moment after this process has logged a new step (checkpoints are written every step)
-            log = out / "log.csv"
-            rows = len(log.read_text().splitlines()) if log.exists() else 0
-            deadline = time.time() + 300
-            while proc.poll() is None and time.time() < deadline:
-                if log.exists() and len(log.read_text().splitlines()) > rows:
-                    break
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 0.6))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
+        if kills < 10:
+            if _kill_moment(proc, out, "write" if kills % 2 else "step", rng):
+                during_write += 1
         _, err = proc.communicate(timeout=600)
-        if proc.returncode == 0 and kills == 0:  # finished before any kill landed: start over
-            shutil.rmtree(out)
-            continue
         if proc.returncode == 0:
-            break
+            if kills >= 10:
+                break
+            shutil.rmtree(out)  # finished before ten kills landed: start the whole chain again
+            kills, during_write = 0, 0
+            continue
         assert proc.returncode == -signal.SIGKILL, err
-    assert (out / "results.json").exists()
-    assert kills >= 1
-    assert _same_weights(out / "checkpoints/final.safetensors", finished_run / "checkpoints/final.safetensors")
+        kills += 1
+    print(f"{kills} kills, {during_write} while a checkpoint file was half written")
+    assert kills >= 10 and (out / "results.json").exists()
+    assert _same_weights(out / "checkpoints/final.safetensors", baseline / "checkpoints/final.safetensors")
+    log = [l.split(",")[0] for l in (out / "log.csv").read_text().splitlines()[1:]]
+    assert log == [str(i) for i in range(1, 13)]  # every step logged exactly once across the restarts
 
 
 def test_sigterm_saves_exits_75_and_resume_finishes_identically(finished_run, demo_data, tmp_path):
