@@ -29,6 +29,7 @@ class DataConfig(_Section):
     num_workers: int = 4
     backend: Literal["decord", "pyav"] = "decord"
     demo: bool = False  # generate the synthetic demo dataset into <out>/demo-data when the lists are absent
+    quarantine: Optional[str] = None  # videos training skips (default: quarantine.txt beside the train list, if any)
 
 
 class PromptConfig(_Section):
@@ -113,6 +114,7 @@ class EvalConfig(_Section):
     clips: int = 1
     crops: int = 1  # 1 = centre crop at short side 256/224*input; 3 = three crops at short side = input
     reference_multiclip: bool = False  # k>1 clips drawn with the training formula, as the reference code does
+    skip_undecodable: bool = False  # score the decodable videos only (else any failure stops the evaluation)
     final_clips: Optional[int] = None  # views of the evaluation after the last epoch (default: clips/crops)
     final_crops: Optional[int] = None
 

@@ -57,6 +57,25 @@ def resolve_data(cfg: RunConfig, out: Path) -> RunConfig:
     return cfg
 
 
+def skip_quarantined(entries, cfg: RunConfig, verbose: bool):
+    """Training leaves out the videos `vifi prepare --check` quarantined, and says how many."""
+    path = cfg.data.quarantine
+    if path is None:
+        beside = Path(cfg.data.train_list).parent / "quarantine.txt"
+        path = str(beside) if beside.is_file() else None
+    if path is None:
+        return entries
+    if not Path(path).is_file():
+        raise VifiError(f"data.quarantine {path}: file not found")
+    bad = {line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()}
+    kept = [e for e in entries if e.path not in bad]
+    if verbose and len(kept) < len(entries):
+        print(f"skipping {len(entries) - len(kept)} quarantined training videos listed in {path}", flush=True)
+    if not kept:
+        raise VifiError(f"every training video is quarantined in {path}")
+    return kept
+
+
 def load_split(list_path: str | None, labels: list[str], root: str | None, what: str):
     if not list_path:
         raise VifiError(f"no {what} list given: set data.{what}_list (or pass --data)")
@@ -84,7 +103,8 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     set_deterministic(deterministic)
     seed_everything(cfg.train.seed)
     names = read_label_csv(_need(cfg.data.labels, "data.labels (or --labels)"))
-    train_entries = load_split(cfg.data.train_list, names, cfg.data.root, "train")
+    train_entries = skip_quarantined(load_split(cfg.data.train_list, names, cfg.data.root, "train"), cfg,
+                                     runtime.is_main)
     val_entries = load_split(cfg.data.val_list, names, cfg.data.root, "val")
     model = build_model(cfg.model).to(runtime.device)
     template = prompt_template(cfg.model)
@@ -104,7 +124,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     def evaluate_epoch(epoch: int) -> dict:
         dataset = final_set if epoch == cfg.train.epochs - 1 else val_set  # e.g. 4x3 views after the last epoch
         result = evaluate(model, dataset, names, runtime, batch=cfg.eval.batch, num_workers=cfg.data.num_workers,
-                          template=template, show_progress=show_progress)
+                          template=template, show_progress=show_progress, skip_undecodable=e.skip_undecodable)
         model.train()
         last["result"] = result
         if runtime.is_main:
@@ -139,7 +159,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
 def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, frames: int | None = None,
              clips: int = 1, crops: int = 1, batch: int = 8, num_workers: int = 2, device: str | None = None,
              precision: str = "auto", template: str | None = "", reference_multiclip: bool = False,
-             show_progress: bool = True, clip: str | None = None) -> dict[str, Any]:
+             show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False) -> dict[str, Any]:
     from vifi.model.checkpoint import build_from_checkpoint
 
     out = Path(out)
@@ -161,7 +181,7 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     dataset = EvalClips(entries, root, spec, clips, crops, reference_multiclip)
     text = class_text_features(model, names, template, runtime)
     result = evaluate(model, dataset, names, runtime, batch=batch, num_workers=num_workers, template=template,
-                      text_features=text, show_progress=show_progress)
+                      text_features=text, show_progress=show_progress, skip_undecodable=skip_undecodable)
     summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": frames,
                "checkpoint": str(checkpoint), "data": str(data)}
     if runtime.is_main:
@@ -172,6 +192,9 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
 
 def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], title: str) -> None:
     write_text_atomic(out / "predictions.csv", result.predictions.to_csv(index=False))
+    if result.failed:
+        write_text_atomic(out / "failed.txt", "".join(f"{path}\t{why}\n" for path, why in result.failed))
+        print(f"warning: {len(result.failed)} undecodable videos left out of the scores (listed in {out / 'failed.txt'})")
     table = pd.DataFrame([{"videos": result.n_videos, "top1": round(result.top1, 2), "top5": round(result.top5, 2),
                            "views": summary.get("views", "1x1")}])
     write_table(out, table, summary, title)

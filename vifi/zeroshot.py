@@ -87,8 +87,10 @@ def classify(videos: list[Path], names: list[str], model, meta: dict, *, frames:
     entries = [Entry(str(p.resolve()), 0) for p in videos]
     dataset = EvalClips(entries, "/", ClipSpec(frames, size), views[0], views[1])
     text = class_text_features(model, names, template, runtime)
-    _, _, scores = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
-                                show_progress=False)
+    _, _, scores, failed = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
+                                        show_progress=False)
+    if failed:
+        raise VifiError(failed[0][1] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else ""))
     probs = scores / (views[0] * views[1])
     rows = []
     for path, row in zip(videos, probs):

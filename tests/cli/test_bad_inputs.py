@@ -131,3 +131,26 @@ def test_corrupt_video_in_eval_names_the_file(data, tmp_path, tiny_model):
     proc = _vifi("eval", "--checkpoint", ckpt, "--data", data / "corrupt.txt", "--labels", data / "labels.csv",
                  "--root", data, "--out", tmp_path / "o", "--workers", "0")
     assert proc.returncode == 2 and "corrupt.mp4" in proc.stderr, proc.stderr
+
+
+def test_eval_reports_every_undecodable_video_and_scores_the_rest_only_when_asked(data, tmp_path, tiny_model):
+    import json
+
+    from vifi.model.checkpoint import save_weights
+
+    ckpt = tmp_path / "m.safetensors"
+    save_weights(ckpt, tiny_model, {"frames": 4, "input_size": 64})
+    good = (data / "test.txt").read_text().splitlines()
+    mixed = data / "mixed.txt"
+    mixed.write_text("\n".join(good[:3] + ["corrupt.mp4 0"] + good[3:5]) + "\n")
+    args = ["eval", "--checkpoint", ckpt, "--data", mixed, "--labels", data / "labels.csv", "--root", data / "videos",
+            "--workers", "0"]
+    shutil.copy(data / "corrupt.mp4", data / "videos" / "corrupt.mp4")
+    refused = _vifi(*args, "--out", tmp_path / "refused")
+    assert refused.returncode == 2 and "1 of 6 videos could not be decoded" in refused.stderr, refused.stderr
+    assert not (tmp_path / "refused" / "results.json").exists()
+    allowed = _vifi(*args, "--out", tmp_path / "allowed", "--skip-undecodable")
+    assert allowed.returncode == 0, allowed.stderr
+    res = json.loads((tmp_path / "allowed" / "results.json").read_text())
+    assert res["n_videos"] == 5 and res["n_failed"] == 1
+    assert (tmp_path / "allowed" / "failed.txt").read_text().startswith("corrupt.mp4\t")

@@ -42,3 +42,25 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a video at all" * 10)
     with pytest.raises(DecodeError, match="bad.mp4"):
         read_frames(bad, lambda n: np.arange(2))
+
+
+def test_without_decord_the_pyav_backend_takes_over_and_says_so(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    import vifi.data.decoding as decoding
+
+    path = write_video(tmp_path / "v.mp4", ramp_frames(12))
+    expected, _ = read_frames(path, lambda n: np.array([1, 5, 9]), "pyav")
+    real_import = builtins.__import__
+
+    def no_decord(name, *args, **kwargs):
+        if name == "decord":
+            raise ImportError("No module named 'decord'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_decord)
+    monkeypatch.setattr(decoding, "_DECORD_OK", None)
+    frames, idx = read_frames(path, lambda n: np.array([1, 5, 9]), "decord")
+    assert np.array_equal(frames, expected) and idx.tolist() == [1, 5, 9]
+    assert "decord is not installed" in capsys.readouterr().err
+    monkeypatch.setattr(decoding, "_DECORD_OK", None)

@@ -19,14 +19,16 @@ app = typer.Typer(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import export, finetune, prompt, splits, zeroshot
+    from vifi.cli import bench, export, finetune, prepare, prompt, splits, zeroshot
 
+    prepare.register(app)
     finetune.register(app)
     prompt.register(app)
     eval_cmd.register(app)
     zeroshot.register(app)
     splits.register(app)
     export.register(app)
+    bench.register(app)
 
 
 _register()

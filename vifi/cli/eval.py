@@ -47,6 +47,8 @@ def eval_command(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override for those fine-tunes (repeatable)"),
     partial: bool = typer.Option(False, "--partial", help="run a suite that lacks some of the paper's datasets"),
     clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: the token table a paper .pth lacks"),
+    skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
+                                          help="score only the videos that decode (they are listed in failed.txt)"),
 ) -> None:
     from vifi.errors import VifiError
 
@@ -60,7 +62,7 @@ def eval_command(
         clips, crops = parse_views(views or "1x1")
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
                  num_workers=workers, device=device, template=None if vanilla else "",
-                 reference_multiclip=reference_multiclip, clip=clip)
+                 reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable)
         return
     if out is None:
         raise VifiError("--protocol needs --out (the folder for the per-split runs and the aggregated table)")

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from vifi.data.annotations import Entry
 from vifi.data.augment import draw_colour_params
-from vifi.data.decoding import read_frames
+from vifi.data.decoding import DecodeError, read_frames
 from vifi.data.sampling import sample_train_indices, sample_view_indices
 from vifi.data.spatial import test_views, train_geometry
 
@@ -65,13 +65,19 @@ class EvalClips(Dataset):
         entry = self.entries[index]
         rng = np.random.default_rng([self.seed, index])
         t = self.spec.frames
-        frames, _ = read_frames(self.root / entry.path,
-                                lambda n: sample_view_indices(n, t, self.clips, self.reference_multiclip, rng),
-                                self.spec.backend)
+        try:
+            frames, _ = read_frames(self.root / entry.path,
+                                    lambda n: sample_view_indices(n, t, self.clips, self.reference_multiclip, rng),
+                                    self.spec.backend)
+        except DecodeError as exc:
+            # Collected, not raised: evaluation reports every failure, then refuses or (if allowed) leaves them out.
+            s = self.spec.size
+            blank = torch.zeros(self.clips * self.crops, t, s, s, 3, dtype=torch.uint8)
+            return {"frames": blank, "label": entry.label, "index": index, "failed": str(exc)}
         frames = torch.from_numpy(frames).view(self.clips, t, *frames.shape[1:])
         per_clip = [test_views(clip, self.spec.size, self.crops) for clip in frames]  # [clip][crop]
         views = [per_clip[c][k] for k in range(self.crops) for c in range(self.clips)]
-        return {"frames": torch.stack(views), "label": entry.label, "index": index}
+        return {"frames": torch.stack(views), "label": entry.label, "index": index, "failed": ""}
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -116,6 +122,8 @@ def collate(items: list[dict]) -> dict:
         "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
     }
+    if "failed" in items[0]:
+        out["failed"] = [it["failed"] for it in items]
     if "params" in items[0]:
         out["params"] = {k: torch.stack([it["params"][k] for it in items]) for k in items[0]["params"]}
     return out

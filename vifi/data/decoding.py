@@ -58,9 +58,30 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
+_DECORD_OK: bool | None = None
+
+
+def resolve_backend(backend: str) -> str:
+    """`decord` when it is importable, else `pyav` (same frames for the same indices), with a one-time notice."""
+    global _DECORD_OK
+    if backend != "decord":
+        return backend
+    if _DECORD_OK is None:
+        try:
+            _import_decord()
+            _DECORD_OK = True
+        except ImportError:
+            _DECORD_OK = False
+            import sys
+
+            print("notice: decord is not installed on this platform; decoding with PyAV (same frames, slower)",
+                  file=sys.stderr)
+    return "decord" if _DECORD_OK else "pyav"
+
+
 def count_frames(path: str | Path, backend: str = "decord") -> int:
     path = str(path)
-    if backend == "decord":
+    if resolve_backend(backend) == "decord":
         return len(_decord_reader(path))
     import av
 
@@ -77,7 +98,7 @@ def count_frames(path: str | Path, backend: str = "decord") -> int:
 def read_frames(path: str | Path, indices_fn, backend: str = "decord") -> tuple[np.ndarray, np.ndarray]:
     """Decode the frames `indices_fn(num_frames)` selects. Returns (frames [K,H,W,3] uint8, indices)."""
     path = str(path)
-    if backend == "decord":
+    if resolve_backend(backend) == "decord":
         reader = _decord_reader(path)
         n = len(reader)
         if n == 0:

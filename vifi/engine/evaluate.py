@@ -3,7 +3,7 @@ per-view softmax summed over views (SPEC §2.9), top-1/top-5 with torchmetrics, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Subset
 from vifi.data.augment import normalise
 from vifi.data.dataset import EvalClips, collate
 from vifi.engine.runtime import Runtime
+from vifi.errors import VifiError
 from vifi.progress import progress_bar
 
 
@@ -22,9 +23,13 @@ class EvalResult:
     top5: float
     n_videos: int
     predictions: pd.DataFrame  # one row per video: video,label,pred,correct,top5,score
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (video, why) left out with skip_undecodable
 
     def summary(self) -> dict:
-        return {"top1": self.top1, "top5": self.top5, "n_videos": self.n_videos}
+        out = {"top1": self.top1, "top5": self.top5, "n_videos": self.n_videos}
+        if self.failed:
+            out["n_failed"] = len(self.failed)
+        return out
 
 
 @torch.no_grad()
@@ -44,14 +49,23 @@ def shard_indices(n: int, rank: int, world: int) -> list[int]:
 @torch.no_grad()
 def video_scores(model, dataset: EvalClips, text_features: torch.Tensor, runtime: Runtime, *, batch: int,
                  num_workers: int, show_progress: bool = True):
-    """(index, label, scores) of every video, in dataset order; scores = per-view softmax summed over views."""
+    """(index, label, scores, failed) in dataset order; scores = per-view softmax summed over views.
+
+    Videos that failed to decode are not scored; they come back as `failed` [(index, message)].
+    """
     model.eval()
     shard = Subset(dataset, shard_indices(len(dataset), runtime.rank, runtime.world))
     loader = DataLoader(shard, batch_size=batch, shuffle=False, drop_last=False, num_workers=num_workers,
                         collate_fn=collate, pin_memory=runtime.device.type == "cuda")
-    rows_idx, rows_label, rows_scores = [], [], []
+    rows_idx, rows_label, rows_scores, failed = [], [], [], []
     with progress_bar("eval", len(shard), enabled=show_progress and runtime.is_main) as bar:
         for item in loader:
+            ok = torch.tensor([not f for f in item["failed"]], dtype=torch.bool)
+            failed += [(int(i), f) for i, f in zip(item["index"], item["failed"]) if f]
+            if not ok.any():
+                bar.advance(len(ok))
+                continue
+            item = {"frames": item["frames"][ok], "label": item["label"][ok], "index": item["index"][ok]}
             frames = item["frames"].to(runtime.device, non_blocking=True)  # uint8 [b, V, T, H, W, 3]
             b, v = frames.shape[:2]
             videos = normalise(frames.flatten(0, 1))  # [b*V, T, 3, H, W]
@@ -62,30 +76,41 @@ def video_scores(model, dataset: EvalClips, text_features: torch.Tensor, runtime
             rows_label.append(item["label"])
             rows_scores.append(probs.cpu())
             bar.advance(b)
-    local = (torch.cat(rows_idx), torch.cat(rows_label), torch.cat(rows_scores))
+    empty = (torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, len(text_features)))
+    local = tuple(torch.cat(rows) if rows else e for rows, e in zip((rows_idx, rows_label, rows_scores), empty))
     if runtime.distributed:
         gathered = [None] * runtime.world
-        torch.distributed.all_gather_object(gathered, local)
-        local = tuple(torch.cat([g[i] for g in gathered]) for i in range(3))
+        torch.distributed.all_gather_object(gathered, (local, failed))
+        local = tuple(torch.cat([g[0][i] for g in gathered]) for i in range(3))
+        failed = [f for g in gathered for f in g[1]]
     index, labels, scores = local
     order = torch.argsort(index)
-    return index[order], labels[order], scores[order]
+    return index[order], labels[order], scores[order], sorted(failed)
 
 
 def evaluate(model, dataset: EvalClips, class_names: list[str], runtime: Runtime, *, batch: int, num_workers: int,
-             template: str | None, text_features: torch.Tensor | None = None, show_progress: bool = True) -> EvalResult:
+             template: str | None, text_features: torch.Tensor | None = None, show_progress: bool = True,
+             skip_undecodable: bool = False) -> EvalResult:
     if text_features is None:
         text_features = class_text_features(model, class_names, template, runtime)
-    index, labels, scores = video_scores(model, dataset, text_features, runtime, batch=batch,
-                                         num_workers=num_workers, show_progress=show_progress)
-    return _score(dataset, index, labels, scores, len(class_names))
+    index, labels, scores, failed = video_scores(model, dataset, text_features, runtime, batch=batch,
+                                                 num_workers=num_workers, show_progress=show_progress)
+    if failed and not skip_undecodable:
+        raise VifiError(f"{len(failed)} of {len(dataset)} videos could not be decoded (first: {failed[0][1]}); "
+                        "an accuracy over a different set of videos is not reported: fix or remove them "
+                        "(`vifi prepare --check` lists them) or pass --skip-undecodable to score the others")
+    if len(index) == 0:
+        raise VifiError(f"none of the {len(dataset)} videos could be decoded (first: {failed[0][1]})")
+    result = _score(dataset, index, labels, scores, len(class_names), [i for i, _ in failed])
+    result.failed = [(dataset.entries[i].path, why) for i, why in failed]
+    return result
 
 
 def _score(dataset: EvalClips, index: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor,
-           num_classes: int) -> EvalResult:
+           num_classes: int, failed: list[int] = ()) -> EvalResult:
     from torchmetrics.functional.classification import multiclass_accuracy
 
-    assert index.tolist() == list(range(len(dataset))), "every video must be evaluated exactly once"
+    assert sorted(index.tolist() + list(failed)) == list(range(len(dataset))), "every video exactly once"
     k5 = min(5, num_classes)
     top1 = float(multiclass_accuracy(scores, labels, num_classes=num_classes, top_k=1, average="micro")) * 100
     top5 = float(multiclass_accuracy(scores, labels, num_classes=num_classes, top_k=k5, average="micro")) * 100
