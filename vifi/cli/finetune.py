@@ -53,7 +53,11 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
     deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),
+    auto_resume: bool = typer.Option(False, "--auto-resume",
+                                     help="--resume when --out has a checkpoint, else start (for requeued jobs)"),
 ) -> None:
+    if auto_resume and not overwrite:
+        resume = (out / "checkpoints" / "latest.json").is_file()
     overrides = list(set_ or []) + flag_overrides(
         (("data.train_list", data), ("data.val_list", val), ("data.labels", labels), ("data.root", root),
          ("model.clip", clip), ("model.init_from", init_from), ("model.train", train_mode),

@@ -18,7 +18,7 @@ def prepare(
     min_frames: int = typer.Option(8, "--min-frames", help="videos with fewer frames are quarantined"),
     reencode: Optional[Path] = typer.Option(None, "--reencode", help="re-encode the videos into this folder first"),
     short_side: int = typer.Option(256, "--short-side", help="re-encode: short side in pixels"),
-    fmt: str = typer.Option("h264-intra", "--format", help="re-encode: h264-intra | h264 | mjpeg (docs/data.md)"),
+    fmt: str = typer.Option("mjpeg", "--format", help="re-encode: mjpeg | h264-intra | h264 (docs/data.md)"),
     backend: str = typer.Option("decord", "--backend", help="decoder used by the check: decord | pyav"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace lists already in --out"),
 ) -> None:

@@ -16,7 +16,7 @@ OUTPUTS = ("labels.csv", "manifest.csv", "quarantine.txt", "missing.txt", "prepa
 
 
 def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, check: bool = True, workers: int = 4,
-            min_frames: int = 8, reencode: Path | None = None, short_side: int = 256, fmt: str = "h264-intra",
+            min_frames: int = 8, reencode: Path | None = None, short_side: int = 256, fmt: str = "mjpeg",
             backend: str = "decord", overwrite: bool = False, show_progress: bool = True) -> dict:
     prepared = read_layout(dataset, root, lists)
     _refuse_clobber(out, list(prepared.splits), overwrite)
