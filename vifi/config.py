@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -80,7 +80,7 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     epochs: int = 10
     global_batch: int = 256
-    micro_batch: int = 4
+    micro_batch: Union[int, Literal["auto"]] = 4  # auto: the largest that fits (probed on the GPU)
     lr: float = 8e-6
     warmup_epochs: float = 5
     min_lr_ratio: float = 0.01
@@ -99,10 +99,12 @@ class TrainConfig(_Section):
     log_every: int = 10  # optimizer steps
     save_every: int = 0  # optimizer steps between mid-epoch checkpoints (0: at each epoch end only)
     keep_last: int = 2
+    compile: bool = False  # torch.compile the video head (image tower + logit scale)
+    checkpointing: bool = False  # activation checkpointing in both towers: less memory, some speed
 
     @model_validator(mode="after")
     def _check_batches(self):
-        if self.global_batch <= 0 or self.micro_batch <= 0:
+        if self.global_batch <= 0 or (self.micro_batch != "auto" and self.micro_batch <= 0):
             raise ValueError("train.global_batch and train.micro_batch must be positive")
         if self.epochs <= 0:
             raise ValueError("train.epochs must be positive")

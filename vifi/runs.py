@@ -107,6 +107,8 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
                                      runtime.is_main)
     val_entries = load_split(cfg.data.val_list, names, cfg.data.root, "val")
     model = build_model(cfg.model).to(runtime.device)
+    if cfg.train.micro_batch == "auto":
+        cfg = _auto_micro_batch(cfg, runtime, len(names))
     template = prompt_template(cfg.model)
     tokens = model.tokenize(_prompts(names, template))
     spec = ClipSpec(cfg.data.frames, cfg.data.input_size, cfg.data.backend)
@@ -199,6 +201,23 @@ def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], t
                            "views": summary.get("views", "1x1")}])
     write_table(out, table, summary, title)
     print_table(table, title)
+
+
+def _auto_micro_batch(cfg: RunConfig, runtime: Runtime, n_classes: int) -> RunConfig:
+    """Probe the largest micro-batch that fits (GPU); on CPU the largest divisor of the per-rank batch up to 8."""
+    per_rank = cfg.train.global_batch // runtime.world
+    if runtime.device.type == "cuda":
+        from vifi.bench.model import BenchSpec, auto_micro_batch
+
+        spec = BenchSpec(arch=cfg.model.arch, frames=cfg.data.frames, classes=n_classes, global_batch=per_rank,
+                         train_mode=cfg.model.train if cfg.model.train != "prompt" else "both",
+                         checkpointing=cfg.train.checkpointing)
+        micro = auto_micro_batch(spec, runtime)
+    else:
+        micro = max(m for m in range(1, min(per_rank, 8) + 1) if per_rank % m == 0)
+    if runtime.is_main:
+        print(f"micro-batch auto: {micro} per process (accumulation {per_rank // micro})", flush=True)
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"micro_batch": micro})})
 
 
 def _need(value, what: str):

@@ -69,3 +69,92 @@ def data(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+
+
+def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classes: int, global_batch: int,
+                     train_mode: str, compile_: bool, checkpointing: bool, compare_reference: bool, device: Optional[str],
+                     precision: str, steps: int, warmup: int, peak: Optional[float]) -> None:
+    import torch
+
+    from vifi.bench.model import BenchSpec, auto_micro_batch, measure, peak_tflops, round_record
+    from vifi.engine.runtime import setup_runtime
+    from vifi.errors import VifiError
+
+    runtime = setup_runtime(device, precision)
+    spec = BenchSpec(arch=arch, frames=frames, micro_batch=1, classes=classes, global_batch=global_batch,
+                     train_mode=train_mode, compile=compile_, checkpointing=checkpointing, steps=steps, warmup=warmup)
+    if micro_batch == "auto":
+        spec.micro_batch = auto_micro_batch(spec, runtime, kind)
+    else:
+        try:
+            spec.micro_batch = int(micro_batch)
+        except ValueError:
+            raise VifiError(f"--micro-batch {micro_batch!r}: give a number or auto") from None
+    if kind == "train" and global_batch % spec.micro_batch:
+        raise VifiError(f"--global-batch {global_batch} is not a multiple of --micro-batch {spec.micro_batch}")
+    peak = peak_tflops(runtime.device, peak)
+    ours = measure(kind, spec, runtime, reference=False, peak=peak)
+    record = {"kind": kind, "arch": arch, "frames": frames, "micro_batch": spec.micro_batch, "classes": classes,
+              "global_batch": global_batch if kind == "train" else None, "compile": compile_,
+              "checkpointing": checkpointing, "precision": runtime.precision, "device": _device_name(runtime.device),
+              "torch": torch.__version__, "peak_tflops": peak, **ours}
+    if compare_reference:
+        ref = measure(kind, spec, runtime, reference=True, peak=peak)
+        record.update({"reference_clips_per_s": ref["clips_per_s"], "reference_mfu": ref["mfu"],
+                       "reference_peak_mem_gib": ref["peak_mem_gib"], "speedup": ours["clips_per_s"] / ref["clips_per_s"]})
+    import pandas as pd
+
+    from vifi.results import print_table
+
+    shown = {k: v for k, v in round_record(record).items() if k in (
+        "clips_per_s", "frames_per_s", "mfu", "peak_mem_gib", "reference_clips_per_s", "speedup")}
+    print_table(pd.DataFrame([shown]), f"bench {kind}: {arch}, {frames} frames, micro-batch {spec.micro_batch}, "
+                                      f"{classes} classes on {record['device']}")
+    _emit(round_record(record))
+
+
+def _device_name(device) -> str:
+    import platform
+
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})"
+
+
+@bench_app.command("train")
+def train(
+    arch: str = typer.Option("ViT-B-16", "--arch", help="open_clip architecture (random weights) or tiny"),
+    frames: int = typer.Option(32, "--frames"),
+    micro_batch: str = typer.Option("16", "--micro-batch", help="clips per micro-batch, or auto"),
+    classes: int = typer.Option(400, "--classes"),
+    global_batch: int = typer.Option(256, "--global-batch", help="clips per optimizer step"),
+    train_mode: str = typer.Option("both", "--mode", help="both | image | text"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the video head"),
+    checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing in both towers"),
+    compare_reference: bool = typer.Option(False, "--compare-reference", help="also measure the reference mode"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
+    precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp16 | fp32"),
+    steps: int = typer.Option(3, "--steps", help="timed optimizer steps"),
+    warmup: int = typer.Option(1, "--warmup", help="untimed steps first (compilation, allocator)"),
+    peak: Optional[float] = typer.Option(None, "--peak-tflops", help="device peak for MFU (default: known GPUs)"),
+) -> None:
+    _run_model_bench("train", arch, frames, micro_batch, classes, global_batch, train_mode, compile_, checkpointing,
+                     compare_reference, device, precision, steps, warmup, peak)
+
+
+@bench_app.command("eval")
+def eval_(
+    arch: str = typer.Option("ViT-B-16", "--arch"),
+    frames: int = typer.Option(32, "--frames"),
+    batch: str = typer.Option("16", "--batch", help="clips per batch"),
+    classes: int = typer.Option(400, "--classes"),
+    compile_: bool = typer.Option(False, "--compile"),
+    compare_reference: bool = typer.Option(False, "--compare-reference"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    precision: str = typer.Option("auto", "--precision"),
+    steps: int = typer.Option(5, "--steps"),
+    warmup: int = typer.Option(2, "--warmup"),
+    peak: Optional[float] = typer.Option(None, "--peak-tflops"),
+) -> None:
+    _run_model_bench("eval", arch, frames, batch, classes, 0, "frozen", compile_, False, compare_reference, device,
+                     precision, steps, warmup, peak)

@@ -48,7 +48,10 @@ def finetune(
     clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: local file or open_clip tag"),
     init_from: Optional[str] = typer.Option(None, "--init-from", help="start from a vifi checkpoint's weights"),
     train_mode: Optional[str] = typer.Option(None, "--train", help="both | image | text"),
-    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="per-device micro-batch (global batch is kept)"),
+    micro_batch: Optional[str] = typer.Option(None, "--micro-batch",
+                                              help="per-device micro-batch or auto (the global batch is kept)"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the video head"),
+    checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing (less memory)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
@@ -61,7 +64,8 @@ def finetune(
     overrides = list(set_ or []) + flag_overrides(
         (("data.train_list", data), ("data.val_list", val), ("data.labels", labels), ("data.root", root),
          ("model.clip", clip), ("model.init_from", init_from), ("model.train", train_mode),
-         ("train.micro_batch", micro_batch)))
+         ("train.micro_batch", micro_batch), ("train.compile", compile_ or None),
+         ("train.checkpointing", checkpointing or None)))
     train_from_cli(recipe, out, overrides, resume=resume, overwrite=overwrite, device=device,
                    deterministic=deterministic)
 

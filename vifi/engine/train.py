@@ -116,12 +116,16 @@ class Trainer:
             raise VifiError("model.train=frozen leaves nothing to train; use `vifi eval` for a frozen model")
         self.optimizer = build_optimizer(params, self.cfg, rt.device)
         self.scaler = torch.amp.GradScaler("cuda") if rt.precision == "fp16" else None
+        if t.checkpointing:
+            self.model.clip.set_grad_checkpointing(True)
         self.head = self.model.head
         if rt.distributed and self.model.image_trainable:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.head = DDP(self.model.head, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
                             broadcast_buffers=False)
+        if t.compile:
+            self.head = torch.compile(self.head)
         self.progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "nonfinite": 0}
         self.stop_signal: int | None = None
 

@@ -1,0 +1,56 @@
+"""`vifi bench` smoke tests on CPU with the tiny architecture: the last line is JSON with the promised fields."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _last_json(*args):
+    proc = subprocess.run([sys.executable, "-m", "vifi", "bench", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("kind,extra", [("train", ["--micro-batch", "2", "--global-batch", "4"]),
+                                        ("eval", ["--batch", "2"])])
+def test_bench_model_smoke_on_cpu(kind, extra):
+    rec = _last_json(kind, "--device", "cpu", "--arch", "tiny", "--frames", "4", "--classes", "10",
+                     "--compare-reference", "--steps", "2", *extra)
+    for key in ("clips_per_s", "frames_per_s", "mfu", "peak_mem_gib", "reference_clips_per_s", "speedup"):
+        assert key in rec
+    assert rec["frames_per_s"] == pytest.approx(rec["clips_per_s"] * 4, rel=1e-3)
+    assert rec["speedup"] == pytest.approx(rec["clips_per_s"] / rec["reference_clips_per_s"], rel=1e-2)
+    assert rec["tflops_per_step"] > 0 and rec["mfu"] is None  # no known peak for a CPU
+    with_peak = _last_json(kind, "--device", "cpu", "--arch", "tiny", "--frames", "4", "--classes", "10",
+                           "--steps", "1", "--peak-tflops", "1", *extra)
+    assert with_peak["mfu"] == pytest.approx(with_peak["achieved_tflops"], rel=1e-2)
+
+
+def test_bench_data_on_generated_clips(tmp_path, demo_data):
+    rec = _last_json("data", "--data", demo_data["train_list"], "--root", demo_data["root"], "--frames", "8",
+                     "--size", "64", "--workers", "0", "--clips", "6", "--model-clips-per-s", "1000")
+    assert rec["frames_per_s"] == pytest.approx(rec["clips_per_s"] * 8, rel=1e-3)
+    assert rec["data_wait_fraction"] == pytest.approx(max(0.0, 1 - rec["clips_per_s"] / 1000), rel=1e-3)
+
+
+def test_flop_count_of_a_train_step_is_three_forward_passes():
+    """Sanity of the MFU numerator: forward + backward is about three forwards (torch's counter charges attention's
+    backward 2.5x its forward, and conv1 needs no input gradient, so a narrow model lands a little above 3)."""
+    import torch
+
+    from vifi.bench.model import BenchSpec, _count_flops, build_random_model, class_tokens, eval_step_fn, train_step_fn
+    from vifi.engine.runtime import setup_runtime
+
+    rt = setup_runtime("cpu", "fp32")
+    spec = BenchSpec(arch="tiny", frames=2, micro_batch=2, classes=4, global_batch=2)
+    torch.manual_seed(0)
+    model = build_random_model("tiny", "image", rt.device)  # text frozen: its forward is not in the train step
+    train, _ = train_step_fn(model, rt, spec, reference=False)
+    fwd, _ = eval_step_fn(model, rt, spec, reference=False)
+    tokens = class_tokens(model, spec.classes)
+    text = _count_flops(lambda: model.encode_text(tokens))  # the frozen text runs forward once per step
+    ratio = (_count_flops(train) - text) / _count_flops(fwd)
+    assert 2.7 < ratio < 3.7
