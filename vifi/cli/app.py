@@ -19,7 +19,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import bench, export, finetune, prepare, prompt, splits, zeroshot
+    from vifi.cli import bench, export, finetune, prepare, prompt, splits, viz, zeroshot
 
     prepare.register(app)
     finetune.register(app)
@@ -29,6 +29,7 @@ def _register() -> None:
     splits.register(app)
     export.register(app)
     bench.register(app)
+    viz.register(app)
 
 
 _register()

@@ -1,0 +1,85 @@
+"""`vifi viz tsne|attention|curves`: the paper's pictures, from checkpoints and run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+viz_app = typer.Typer(help="Pictures: t-SNE of video embeddings, attention maps over frames, training curves.",
+                      no_args_is_help=True)
+
+
+def _names(checkpoints: list[str]) -> list[str]:
+    names = [Path(c).stem if Path(c).is_file() else Path(c).name for c in checkpoints]
+    return [f"{n} ({i + 1})" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+@viz_app.command("tsne")
+def tsne(
+    data: str = typer.Option(..., "--data", help="annotation list of the videos to embed"),
+    labels: str = typer.Option(..., "--labels", help="label CSV (class names for the legend)"),
+    root: str = typer.Option(..., "--root", help="video root"),
+    checkpoint: List[str] = typer.Option(..., "--checkpoint", help="one panel per checkpoint (repeatable)"),
+    out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG, embeddings and scores"),
+    frames: Optional[int] = typer.Option(None, "--frames"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="token table for paper .pth checkpoints"),
+) -> None:
+    from vifi.data.annotations import read_label_csv
+    from vifi.fileio import write_json_atomic
+    from vifi.viz.embed import embed_videos
+    from vifi.viz.tsne import plot_tsne, separability, tsne_2d
+
+    class_names = read_label_csv(labels)
+    panels, scores = [], {}
+    for name, ckpt in zip(_names(checkpoint), checkpoint):
+        emb, y = embed_videos(ckpt, data, root, frames=frames, cache_dir=out / "embeddings", device=device, clip=clip)
+        score = separability(emb, y)
+        panels.append((name, tsne_2d(emb), y, score))
+        scores[name] = score
+    png = out / f"tsne_{'_vs_'.join(n.replace(' ', '') for n in _names(checkpoint))}.png"
+    plot_tsne(panels, class_names, png)
+    write_json_atomic(out / "tsne_scores.json", scores)
+    print(f"wrote {png}")
+    print(json.dumps({"png": str(png), "scores": scores}))
+
+
+@viz_app.command("attention")
+def attention(
+    video: Path = typer.Argument(..., help="a video file"),
+    checkpoint: List[str] = typer.Option(..., "--checkpoint", help="one row per checkpoint (repeatable)"),
+    out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG"),
+    frames: Optional[int] = typer.Option(8, "--frames", help="frames (columns)"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    clip: Optional[str] = typer.Option(None, "--clip"),
+) -> None:
+    from vifi.errors import VifiError
+    from vifi.viz.attention import attention_rows, plot_attention
+
+    if not video.is_file():
+        raise VifiError(f"video not found: {video}")
+    rows = attention_rows(checkpoint, video, frames=frames, device=device, clip=clip)
+    rows = [(name, f, a) for name, (_, f, a) in zip(_names(checkpoint), rows)]
+    png = out / f"attention_{video.stem}.png"
+    plot_attention(rows, png, f"{video.name}: class-token attention to patches, last block (heads averaged)")
+    print(f"wrote {png}")
+
+
+@viz_app.command("curves")
+def curves(
+    runs: List[Path] = typer.Argument(..., help="run folders (log.csv, summary.csv)"),
+    out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG"),
+    smooth: int = typer.Option(1, "--smooth", help="moving average of the loss over this many steps"),
+) -> None:
+    from vifi.viz.curves import plot_curves
+
+    png = out / f"curves_{'_vs_'.join(r.name for r in runs)}.png"
+    plot_curves(runs, png, smooth=max(1, smooth))
+    print(f"wrote {png}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(viz_app, name="viz")

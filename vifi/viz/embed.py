@@ -1,0 +1,59 @@
+"""Video embeddings of a model over an annotation list, cached as .npy next to the figure."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def cache_key(checkpoint: str, data: str, frames: int) -> str:
+    from vifi.model.checkpoint import file_sha256, resolve_checkpoint
+
+    digest = hashlib.sha256()
+    digest.update(file_sha256(resolve_checkpoint(checkpoint)).encode())
+    digest.update(Path(data).read_bytes())
+    digest.update(str(frames).encode())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def embed_videos(checkpoint: str, data: str, root: str, *, frames: int | None, cache_dir: Path, device=None,
+                 batch: int = 8, num_workers: int = 0, clip: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(L2-normalised video embeddings [N, D], labels [N]); read back from `cache_dir` when already computed."""
+    from torch.utils.data import DataLoader
+
+    from vifi.data.annotations import read_annotation_list
+    from vifi.data.augment import normalise
+    from vifi.data.dataset import ClipSpec, EvalClips, collate
+    from vifi.engine.runtime import setup_runtime
+    from vifi.model.checkpoint import build_from_checkpoint
+
+    model, meta = build_from_checkpoint(checkpoint, clip=clip)
+    frames = frames or int(meta.get("frames", 32))
+    path = Path(cache_dir) / f"embeddings-{cache_key(checkpoint, data, frames)}.npy"
+    entries = read_annotation_list(data)
+    labels = np.array([e.label for e in entries])
+    if path.is_file():
+        return np.load(path), labels
+    runtime = setup_runtime(device, "auto")
+    model.to(runtime.device).eval()
+    size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
+    loader = DataLoader(EvalClips(entries, root, ClipSpec(frames, size)), batch_size=batch, num_workers=num_workers,
+                        collate_fn=collate)
+    out = []
+    for item in loader:
+        if any(item["failed"]):
+            from vifi.errors import VifiError
+
+            raise VifiError(next(f for f in item["failed"] if f))
+        videos = normalise(item["frames"][:, 0].to(runtime.device))
+        with runtime.autocast():
+            out.append(F.normalize(model.head.encode_video(videos).float(), dim=-1).cpu())
+    emb = torch.cat(out).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, emb)
+    return emb, labels
