@@ -43,3 +43,21 @@ def progress_bar(description: str, total: int, enabled: bool = True):
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False) as progress:
         yield _RichBar(progress, progress.add_task(description, total=total, info=""))
+
+
+def map_with_progress(fn, jobs: list, *, workers: int, description: str, show_progress: bool = True) -> list:
+    """[fn(job) for job in jobs], in order, in `workers` processes (1: in this one), with a progress bar."""
+    results = []
+    with progress_bar(description, len(jobs), enabled=show_progress) as bar:
+        if workers <= 1:
+            for job in jobs:
+                results.append(fn(job))
+                bar.advance(1)
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for result in pool.map(fn, jobs, chunksize=max(1, min(8, len(jobs) // (4 * workers)))):
+                    results.append(result)
+                    bar.advance(1)
+    return results

@@ -70,6 +70,18 @@ def infer_arch_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
     return cfg
 
 
+def clip_from_state_dict(sd: dict[str, torch.Tensor], source: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """CLIP built for the architecture the shapes of `sd` describe, holding exactly those weights."""
+    cfg = infer_arch_from_state_dict(sd)
+    model = build_clip(cfg)
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    missing = [k for k in missing if k != "attn_mask"]
+    if missing or unexpected:
+        raise VifiError(f"{source} does not fit the CLIP its shapes describe ({cfg['vision_cfg']['width']} wide): "
+                        f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model, cfg
+
+
 def read_weight_file(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a weight file without running any code from it."""
     if path.suffix == ".safetensors":
@@ -113,14 +125,7 @@ def load_clip(arch: str, weights: str | None, allow_random: bool = False) -> tup
     if path.exists():
         sd = read_weight_file(path)
         sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
-        cfg = infer_arch_from_state_dict(sd)
-        model = build_clip(cfg)
-        missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
-        missing = [k for k in missing if k != "attn_mask"]
-        if missing or unexpected:
-            raise VifiError(f"{path} does not match CLIP {cfg['vision_cfg']['width']}w: missing {missing[:3]}, "
-                            f"unexpected {unexpected[:3]}")
-        return model, cfg
+        return clip_from_state_dict(sd, str(path))
     if "/" in weights or "\\" in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors"):
         raise VifiError(f"--clip {weights}: file not found; give a local weight file or an open_clip tag (e.g. openai)")
     import open_clip

@@ -140,7 +140,7 @@ def map_paper_state(model_state: dict[str, torch.Tensor], path: str | Path):
 def load_paper_checkpoint(path: str | Path, clip_weights: str | None):
     """A ViFiCLIP (with prompts when the file has them) built from a paper `.pth` and CLIP's token embedding."""
     from vifi.config import PromptConfig
-    from vifi.model.backbone import build_clip, infer_arch_from_state_dict, read_weight_file
+    from vifi.model.backbone import clip_from_state_dict, read_weight_file
     from vifi.model.prompts import Prompts
     from vifi.model.vifi_clip import ViFiCLIP
 
@@ -159,13 +159,7 @@ def load_paper_checkpoint(path: str | Path, clip_weights: str | None):
     if "token_embedding.weight" not in source:
         raise VifiError(f"--clip {clip_weights} has no token_embedding.weight")
     clip_state["token_embedding.weight"] = source["token_embedding.weight"]
-    arch = infer_arch_from_state_dict(clip_state)
-    clip = build_clip(arch)
-    missing, unexpected = clip.load_state_dict({k: v.float() for k, v in clip_state.items()}, strict=False)
-    missing = [k for k in missing if k != "attn_mask"]
-    if missing or unexpected:
-        raise VifiError(f"{path} does not fit the CLIP its shapes describe: missing {missing[:3]}, "
-                        f"unexpected {unexpected[:3]}")
+    clip, arch = clip_from_state_dict(clip_state, str(path))
     model = ViFiCLIP(clip, arch, "frozen")
     if sizes:
         from vifi.model.checkpoint import file_sha256

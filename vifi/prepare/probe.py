@@ -5,7 +5,6 @@ A video is quarantined when it cannot be opened or decoded, has no frames, or ha
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -62,18 +61,8 @@ def probe_video(args: tuple[str, str, int, str]) -> dict:
 
 def probe_all(paths: list[str], root: Path, *, workers: int, min_frames: int, backend: str = "decord",
               show_progress: bool = True) -> pd.DataFrame:
-    from vifi.progress import progress_bar
+    from vifi.progress import map_with_progress
 
     jobs = [(p, str(root), min_frames, backend) for p in paths]
-    rows = []
-    with progress_bar("probe", len(jobs), enabled=show_progress) as bar:
-        if workers <= 1:
-            for job in jobs:
-                rows.append(probe_video(job))
-                bar.advance(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for row in pool.map(probe_video, jobs, chunksize=8):
-                    rows.append(row)
-                    bar.advance(1)
+    rows = map_with_progress(probe_video, jobs, workers=workers, description="probe", show_progress=show_progress)
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 # name -> (container suffix, codec, codec options). "intra": every frame a keyframe, so decoding 32 sampled frames
@@ -73,7 +72,7 @@ def reencode_one(args: tuple[str, str, str, int, str]) -> dict:
 def reencode_all(paths: list[str], src_root: Path, dst_root: Path, *, short_side: int, fmt: str, workers: int,
                  show_progress: bool = True) -> list[dict]:
     from vifi.errors import VifiError
-    from vifi.progress import progress_bar
+    from vifi.progress import map_with_progress
 
     if fmt not in FORMATS:
         raise VifiError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -82,15 +81,4 @@ def reencode_all(paths: list[str], src_root: Path, dst_root: Path, *, short_side
         raise VifiError(f"--reencode {dst_root} must be outside the video root {src_root} (sources are never "
                         "touched); choose a separate folder")
     jobs = [(p, str(src_root), str(dst_root), short_side, fmt) for p in paths]
-    rows = []
-    with progress_bar("re-encode", len(jobs), enabled=show_progress) as bar:
-        if workers <= 1:
-            for job in jobs:
-                rows.append(reencode_one(job))
-                bar.advance(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for row in pool.map(reencode_one, jobs):
-                    rows.append(row)
-                    bar.advance(1)
-    return rows
+    return map_with_progress(reencode_one, jobs, workers=workers, description="re-encode", show_progress=show_progress)
