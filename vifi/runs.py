@@ -161,7 +161,8 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
 def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, frames: int | None = None,
              clips: int = 1, crops: int = 1, batch: int = 8, num_workers: int = 2, device: str | None = None,
              precision: str = "auto", template: str | None = "", reference_multiclip: bool = False,
-             show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False) -> dict[str, Any]:
+             show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False,
+             arch: str = "ViT-B-16") -> dict[str, Any]:
     from vifi.model.checkpoint import build_from_checkpoint
 
     out = Path(out)
@@ -173,7 +174,14 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     entries = read_annotation_list(data, num_classes=len(names))
     check_videos_exist(entries, root, data)
     runtime = setup_runtime(device, precision)
-    model, meta = build_from_checkpoint(checkpoint, clip=clip)
+    if checkpoint:
+        model, meta = build_from_checkpoint(checkpoint, clip=clip)
+    else:  # plain CLIP: vanilla zero-shot (with template=None) or CLIP with the paper's template
+        from vifi.model.backbone import load_clip
+        from vifi.model.vifi_clip import ViFiCLIP
+
+        clip_model, arch_cfg = load_clip(arch, clip)
+        model, meta = ViFiCLIP(clip_model, arch_cfg, "frozen"), {"prompt_template": "a photo of a {}."}
     model.to(runtime.device)
     if template == "":  # default: the template the checkpoint was trained with
         template = meta.get("prompt_template") or None
@@ -185,7 +193,8 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     result = evaluate(model, dataset, names, runtime, batch=batch, num_workers=num_workers, template=template,
                       text_features=text, show_progress=show_progress, skip_undecodable=skip_undecodable)
     summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": frames,
-               "checkpoint": str(checkpoint), "data": str(data)}
+               "checkpoint": str(checkpoint or f"plain CLIP {arch} ({clip})"), "data": str(data),
+               "text": "bare class names" if template is None else template}
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_eval_outputs(out, result, summary, title=f"evaluation of {checkpoint}")

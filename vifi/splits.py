@@ -31,13 +31,15 @@ def reindex(entries: list[Entry], classes: list[int]) -> list[Entry]:
     return [Entry(e.path, new[e.label]) for e in entries if e.label in new]
 
 
-def few_shot_per_class(entries: list[Entry], num_classes: int, shots: int, seed: int) -> list[Entry]:
+def few_shot_per_class(entries: list[Entry], num_classes: int, shots: int, seed: int,
+                       names: list[str] | None = None) -> list[Entry]:
     """The published recipe: per class in label order, reseed Python's `random` with `seed`, sample K videos."""
     out = []
     for label in range(num_classes):
         videos = [e for e in entries if e.label == label]
         if len(videos) < shots:
-            raise VifiError(f"class {label} has {len(videos)} training videos, fewer than --shots {shots}")
+            name = f" ({names[label]!r})" if names else ""
+            raise VifiError(f"class {label}{name} has {len(videos)} training videos, fewer than --shots {shots}")
         random.seed(seed)
         out.extend(random.sample(videos, shots))
     return out
@@ -68,8 +70,10 @@ def make_base2novel(train_list: str, val_list: str, labels_csv: str, out: str | 
     write_annotation_list(out / "base_train.txt", base_train)
     write_annotation_list(out / "base_val.txt", reindex(val, base))
     write_annotation_list(out / "novel_val.txt", reindex(val, novel))
+    base_names = [names[i] for i in base]
     for seed in seeds:
-        write_annotation_list(out / f"fs_base_s{seed}_train.txt", few_shot_per_class(base_train, len(base), shots, seed))
+        chosen = few_shot_per_class(base_train, len(base), shots, seed, base_names)
+        write_annotation_list(out / f"fs_base_s{seed}_train.txt", chosen)
     record = {
         "protocol": "base2novel",
         "rule": "counts on train list; numpy argsort(kind='stable') ascending; novel = first floor(C/2); "

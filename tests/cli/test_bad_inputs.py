@@ -154,3 +154,28 @@ def test_eval_reports_every_undecodable_video_and_scores_the_rest_only_when_aske
     res = json.loads((tmp_path / "allowed" / "results.json").read_text())
     assert res["n_videos"] == 5 and res["n_failed"] == 1
     assert (tmp_path / "allowed" / "failed.txt").read_text().startswith("corrupt.mp4\t")
+
+
+def test_vanilla_eval_of_plain_clip_weights_equals_the_same_weights_as_a_checkpoint(data, tmp_path):
+    import copy
+    import json
+
+    import torch
+
+    from vifi.model.backbone import TINY_CLIP, build_clip
+    from vifi.model.checkpoint import save_weights
+    from vifi.model.vifi_clip import ViFiCLIP
+
+    cfg = copy.deepcopy(TINY_CLIP)
+    cfg["vision_cfg"]["head_width"], cfg["text_cfg"]["heads"] = 64, 1  # OpenAI layout: shapes give the arch
+    torch.manual_seed(3)
+    model = ViFiCLIP(build_clip(cfg), cfg, "frozen")
+    torch.save(model.clip.state_dict(), tmp_path / "clip.pt")
+    save_weights(tmp_path / "same.safetensors", model, {"frames": 4, "input_size": 64})
+    common = ["--data", data / "test.txt", "--labels", data / "labels.csv", "--root", data / "videos", "--vanilla",
+              "--frames", "4", "--workers", "0"]
+    plain = _vifi("eval", "--clip", tmp_path / "clip.pt", *common, "--out", tmp_path / "plain")
+    ckpt = _vifi("eval", "--checkpoint", tmp_path / "same.safetensors", *common, "--out", tmp_path / "ckpt")
+    assert plain.returncode == 0 and ckpt.returncode == 0, plain.stderr + ckpt.stderr
+    assert (tmp_path / "plain" / "predictions.csv").read_text() == (tmp_path / "ckpt" / "predictions.csv").read_text()
+    assert json.loads((tmp_path / "plain" / "results.json").read_text())["text"] == "bare class names"

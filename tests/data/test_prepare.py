@@ -110,21 +110,24 @@ def test_kinetics_layout_flat_or_per_class(tmp_path, per_class_folders):
     header = "label,youtube_id,time_start,time_end,split\n"
     (lists / "train.csv").write_text(header + "abseiling,aaa,10,20,train\nzumba,bbb,0,10,train\n"
                                      "abseiling,ccc,5,15,train\nzumba,ddd,1,11,train\n")
-    (lists / "validate.csv").write_text(header + "zumba,eee,30,40,val\nabseiling,fff,2,12,val\n")
+    (lists / "validate.csv").write_text(header + "zumba,eee,30,40,val\nabseiling,fff,2,12,val\n"
+                                        "abseiling,ggg,0,10,val\nzumba,hhh,0,10,val\n")
     files = {"aaa_000010_000020": "abseiling", "bbb_000000_000010": "zumba", "ccc_000005_000015": "abseiling",
              "eee_000030_000040": "zumba", "fff_000002_000012": "abseiling"}  # ddd is missing
     for stem, cls in files.items():
         _video(root / (f"train/{cls}" if per_class_folders else "") / f"{stem}.mp4")
-    _broken(root, "corrupt_dir/ignored.txt", "x/fff_000002_000012.mkv")  # non-video files are ignored
+    _broken(root, "val/ggg_000000_000010.mp4", "hhh_000000_000010.mkv")  # one corrupt, one empty
+    (root / "notes.txt").write_text("not a video")  # non-video files are ignored
     out = tmp_path / "out"
     prepare("kinetics400", root, out, lists=lists, workers=2, min_frames=4, show_progress=False)
     assert read_label_csv(out / "labels.csv") == ["abseiling", "zumba"]
     train = read_annotation_list(out / "train.txt")
     assert [(Path(e.path).stem, e.label) for e in train] == [("aaa_000010_000020", 0), ("bbb_000000_000010", 1),
                                                              ("ccc_000005_000015", 0)]
-    assert [Path(e.path).stem for e in read_annotation_list(out / "val.txt")] == ["eee_000030_000040",
-                                                                                   "fff_000002_000012"]
+    assert [Path(e.path).stem for e in read_annotation_list(out / "val.txt")] == [
+        "eee_000030_000040", "fff_000002_000012", "ggg_000000_000010", "hhh_000000_000010"]
     assert (out / "missing.txt").read_text() == "train ddd_000001_000011\n"
+    assert _quarantine(out) == {"val/ggg_000000_000010.mp4", "hhh_000000_000010.mkv"}
 
 
 def test_kinetics_csv_without_columns_and_unknown_class(tmp_path):
@@ -242,3 +245,19 @@ def test_training_skips_quarantined_videos_and_says_how_many(demo_data, tmp_path
     kept = skip_quarantined(train, cfg, verbose=True)
     assert kept == [e for i, e in enumerate(train) if i not in (0, 5)]
     assert "skipping 2 quarantined training videos" in capsys.readouterr().out
+
+
+def test_disk_full_while_re_encoding_leaves_no_half_written_output(tmp_path, monkeypatch):
+    import errno
+
+    import vifi.prepare.reencode as reencode
+
+    write_video(tmp_path / "src" / "v.mp4", ramp_frames(10))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(reencode.os, "replace", full)
+    row = reencode.reencode_one(("v.mp4", str(tmp_path / "src"), str(tmp_path / "dst"), 48, "mjpeg"))
+    assert row["status"].startswith("failed") and "No space left" in row["status"]
+    assert [p for p in (tmp_path / "dst").rglob("*") if p.is_file()] == []  # neither output nor temp file

@@ -46,15 +46,18 @@ def eval_command(
     recipe: Optional[str] = typer.Option(None, "--recipe", help="recipe of those fine-tunes (default b2n / fewshot)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override for those fine-tunes (repeatable)"),
     partial: bool = typer.Option(False, "--partial", help="run a suite that lacks some of the paper's datasets"),
-    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: the token table a paper .pth lacks"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: plain CLIP without --checkpoint "
+                                                            "(vanilla zero-shot with --vanilla), or the token table a "
+                                                            "paper .pth lacks"),
+    arch: str = typer.Option("ViT-B-16", "--arch", help="architecture of --clip given as an open_clip tag"),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="score only the videos that decode (they are listed in failed.txt)"),
 ) -> None:
     from vifi.errors import VifiError
 
     if protocol is None and suite is None:
-        missing = [f for f, v in (("--checkpoint", checkpoint), ("--data", data), ("--labels", labels),
-                                  ("--root", root), ("--out", out)) if not v]
+        missing = [f for f, v in (("--checkpoint (or --clip for plain CLIP)", checkpoint or clip), ("--data", data),
+                                  ("--labels", labels), ("--root", root), ("--out", out)) if not v]
         if missing:
             raise VifiError(f"vifi eval needs {', '.join(missing)} (or --protocol for a protocol run)")
         from vifi.runs import run_eval
@@ -62,7 +65,7 @@ def eval_command(
         clips, crops = parse_views(views or "1x1")
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
                  num_workers=workers, device=device, template=None if vanilla else "",
-                 reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable)
+                 reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch)
         return
     if out is None:
         raise VifiError("--protocol needs --out (the folder for the per-split runs and the aggregated table)")
