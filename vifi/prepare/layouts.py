@@ -171,7 +171,9 @@ def read_ssv2(root: Path, lists: Path) -> Prepared:
     labels_json = _need(lists, "labels.json", "ssv2")
     try:
         table = json.loads(labels_json.read_text())
-        names_by_id = sorted(((int(i), n) for n, i in table.items()), key=lambda r: r[0])
+        # keys are templates; strip brackets in case a copy keeps them, as train.json's templates do
+        names_by_id = sorted(((int(i), n.replace("[", "").replace("]", "")) for n, i in table.items()),
+                             key=lambda r: r[0])
     except (ValueError, AttributeError):
         raise VifiError(f"{labels_json}: expected a JSON object {{template: id}}") from None
     names = [n for _, n in names_by_id]
