@@ -162,7 +162,7 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
              clips: int = 1, crops: int = 1, batch: int = 8, num_workers: int = 2, device: str | None = None,
              precision: str = "auto", template: str | None = "", reference_multiclip: bool = False,
              show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False,
-             arch: str = "ViT-B-16") -> dict[str, Any]:
+             arch: str = "ViT-B-16", backend: str = "decord") -> dict[str, Any]:
     from vifi.model.checkpoint import build_from_checkpoint
 
     out = Path(out)
@@ -187,7 +187,7 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
         template = meta.get("prompt_template") or None
     frames = frames or int(meta.get("frames", 32))
     size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
-    spec = ClipSpec(frames, size)
+    spec = ClipSpec(frames, size, backend)
     dataset = EvalClips(entries, root, spec, clips, crops, reference_multiclip)
     text = class_text_features(model, names, template, runtime)
     result = evaluate(model, dataset, names, runtime, batch=batch, num_workers=num_workers, template=template,

@@ -73,7 +73,8 @@ def load_model(checkpoint: str | None, clip: str | None, arch: str):
 
 
 def classify(videos: list[Path], names: list[str], model, meta: dict, *, frames: int | None, views: tuple[int, int],
-             template: str | None, device: str | None, batch: int = 4, num_workers: int = 0) -> pd.DataFrame:
+             template: str | None, device: str | None, batch: int = 4, num_workers: int = 0,
+             backend: str = "decord") -> pd.DataFrame:
     """One row per (video, label): video, label, prob; rows of a video sorted by probability, highest first."""
     from vifi.data.annotations import Entry
     from vifi.data.dataset import ClipSpec, EvalClips
@@ -85,7 +86,7 @@ def classify(videos: list[Path], names: list[str], model, meta: dict, *, frames:
     frames = frames or int(meta.get("frames", 32))
     size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
     entries = [Entry(str(p.resolve()), 0) for p in videos]
-    dataset = EvalClips(entries, "/", ClipSpec(frames, size), views[0], views[1])
+    dataset = EvalClips(entries, "/", ClipSpec(frames, size, backend), views[0], views[1])
     text = class_text_features(model, names, template, runtime)
     _, _, scores, failed = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
                                         show_progress=False)

@@ -89,3 +89,14 @@ def test_zeroshot_names_the_video_it_cannot_decode(tmp_path, checkpoint, videos)
     bad.write_bytes(b"not a video at all" * 10)
     proc = _vifi("zeroshot", videos[0], bad, "--labels", "a,b", "--checkpoint", checkpoint)
     assert proc.returncode == 2 and "broken.mp4" in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_zeroshot_pyav_backend_gives_the_same_probabilities(tmp_path, checkpoint, videos):
+    outs = {}
+    for backend in ("decord", "pyav"):
+        out = tmp_path / f"{backend}.csv"
+        proc = _vifi("zeroshot", videos[1], "--labels", LABELS, "--checkpoint", checkpoint, "--out", out,
+                     "--backend", backend)
+        assert proc.returncode == 0, proc.stderr
+        outs[backend] = pd.read_csv(out).set_index("label")["prob"].sort_index()
+    pd.testing.assert_series_equal(outs["decord"], outs["pyav"], atol=1e-6, rtol=0)

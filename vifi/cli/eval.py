@@ -20,6 +20,14 @@ def parse_views(views: str) -> tuple[int, int]:
     return clips, crops
 
 
+def check_backend(backend: str) -> str:
+    from vifi.errors import VifiError
+
+    if backend not in ("decord", "pyav"):
+        raise VifiError(f"--backend {backend!r}: use decord or pyav")
+    return backend
+
+
 def eval_command(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
                                              help="vifi checkpoint (.safetensors), prompt artifact or run folder; "
@@ -50,6 +58,7 @@ def eval_command(
                                                             "(vanilla zero-shot with --vanilla), or the token table a "
                                                             "paper .pth lacks"),
     arch: str = typer.Option("ViT-B-16", "--arch", help="architecture of --clip given as an open_clip tag"),
+    backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="score only the videos that decode (they are listed in failed.txt)"),
 ) -> None:
@@ -62,10 +71,12 @@ def eval_command(
             raise VifiError(f"vifi eval needs {', '.join(missing)} (or --protocol for a protocol run)")
         from vifi.runs import run_eval
 
+        check_backend(backend)
         clips, crops = parse_views(views or "1x1")
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
                  num_workers=workers, device=device, template=None if vanilla else "",
-                 reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch)
+                 reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch,
+                 backend=backend)
         return
     if out is None:
         raise VifiError("--protocol needs --out (the folder for the per-split runs and the aggregated table)")

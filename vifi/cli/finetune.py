@@ -53,6 +53,7 @@ def finetune(
                                               help="per-device micro-batch or auto (the global batch is kept)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the video head"),
     checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing (less memory)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="video decoder: decord | pyav (data.backend)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
@@ -66,7 +67,7 @@ def finetune(
         (("data.train_list", data), ("data.val_list", val), ("data.labels", labels), ("data.root", root),
          ("model.clip", clip), ("model.init_from", init_from), ("model.train", train_mode),
          ("train.micro_batch", micro_batch), ("train.compile", compile_ or None),
-         ("train.checkpointing", checkpointing or None)))
+         ("train.checkpointing", checkpointing or None), ("data.backend", backend)))
     train_from_cli(recipe, out, overrides, resume=resume, overwrite=overwrite, device=device,
                    deterministic=deterministic)
 

@@ -25,11 +25,13 @@ def zeroshot(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write video,label,prob rows (.csv) or .json"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),
+    backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
 ) -> None:
-    from vifi.cli.eval import parse_views
+    from vifi.cli.eval import check_backend, parse_views
     from vifi.errors import VifiError
     from vifi.zeroshot import classify, collect_videos, load_model, parse_labels, print_top_k, write_output
 
+    check_backend(backend)
     names = parse_labels(labels, labels_file)
     view_pair = parse_views(views)
     if top_k < 1:
@@ -49,7 +51,7 @@ def zeroshot(
     else:
         text_template = "a photo of a {}."
     table = classify(paths, names, model, meta, frames=frames, views=view_pair, template=text_template,
-                     device=device, batch=batch)
+                     device=device, batch=batch, backend=backend)
     print_top_k(table, min(top_k, len(names)))
     if out is not None:
         write_output(table, out)
