@@ -7,7 +7,6 @@ Few-shot base lists: for each base class in label order, `random.seed(seed)` the
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from vifi.data.annotations import Entry, read_annotation_list, read_label_csv, write_annotation_list, write_label_csv
 from vifi.errors import VifiError
-from vifi.fileio import write_json_atomic
+from vifi.fileio import sha256_file, write_json_atomic
 
 
 def base_novel_classes(counts: list[int]) -> tuple[list[int], list[int]]:
@@ -43,10 +42,6 @@ def few_shot_per_class(entries: list[Entry], num_classes: int, shots: int, seed:
         random.seed(seed)
         out.extend(random.sample(videos, shots))
     return out
-
-
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def make_base2novel(train_list: str, val_list: str, labels_csv: str, out: str | Path, shots: int = 16,
@@ -78,9 +73,9 @@ def make_base2novel(train_list: str, val_list: str, labels_csv: str, out: str | 
         "protocol": "base2novel",
         "rule": "counts on train list; numpy argsort(kind='stable') ascending; novel = first floor(C/2); "
                 "few-shot: per base class in label order random.seed(seed); random.sample(videos, shots)",
-        "inputs": {"train_list": {"path": str(train_list), "sha256": _sha256(train_list)},
-                   "val_list": {"path": str(val_list), "sha256": _sha256(val_list)},
-                   "labels": {"path": str(labels_csv), "sha256": _sha256(labels_csv)}},
+        "inputs": {"train_list": {"path": str(train_list), "sha256": sha256_file(train_list)},
+                   "val_list": {"path": str(val_list), "sha256": sha256_file(val_list)},
+                   "labels": {"path": str(labels_csv), "sha256": sha256_file(labels_csv)}},
         "shots": shots, "seeds": list(seeds), "n_base": len(base), "n_novel": len(novel),
     }
     write_json_atomic(out / "split.json", record)
@@ -108,8 +103,8 @@ def make_kshot(train_list: str, labels_csv: str, out: str | Path, shots: tuple[i
         write_annotation_list(out / f"train_few_shot_{k}.txt", chosen)
     record = {"protocol": "fewshot", "rule": "per class in label order: numpy default_rng([seed, K, class]).choice "
               "without replacement, kept in list order", "seed": seed, "shots": list(shots),
-              "inputs": {"train_list": {"path": str(train_list), "sha256": _sha256(train_list)},
-                         "labels": {"path": str(labels_csv), "sha256": _sha256(labels_csv)}}}
+              "inputs": {"train_list": {"path": str(train_list), "sha256": sha256_file(train_list)},
+                         "labels": {"path": str(labels_csv), "sha256": sha256_file(labels_csv)}}}
     write_json_atomic(out / "split.json", record)
     return record
 
@@ -159,10 +154,10 @@ def make_zeroshot_k600(k400_labels: str, k600_labels: str, out: str | Path, eval
             write_annotation_list(folder / "eval.txt", videos)
             n_videos = len(videos)
         splits[f"split{k}"] = {"seed": seed, "classes": len(chosen), "videos": n_videos}
-    inputs = {"k400_labels": {"path": str(k400_labels), "sha256": _sha256(k400_labels)},
-              "k600_labels": {"path": str(k600_labels), "sha256": _sha256(k600_labels)}}
+    inputs = {"k400_labels": {"path": str(k400_labels), "sha256": sha256_file(k400_labels)},
+              "k600_labels": {"path": str(k600_labels), "sha256": sha256_file(k600_labels)}}
     if eval_list:
-        inputs["eval_list"] = {"path": str(eval_list), "sha256": _sha256(eval_list)}
+        inputs["eval_list"] = {"path": str(eval_list), "sha256": sha256_file(eval_list)}
     record = {"protocol": "zeroshot-k600",
               "rule": "candidates = K600 names whose casefolded, whitespace-collapsed form is not a K400 name; per "
                       "seed numpy default_rng(seed).choice(len, n, replace=False); classes sorted by name",

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from vifi.data.decoding import VIDEO_SUFFIXES
 from vifi.errors import VifiError
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
 
 
 def parse_labels(labels: str | None, labels_file: str | None) -> list[str]:

@@ -100,12 +100,14 @@ def test_short_context_starts_from_the_init_phrase_and_long_context_is_random():
     assert Prompts.template_for(long) == " ".join(["X"] * 10) + " {}."
 
 
-def test_preset_trainable_counts_match_spec_on_vit_b16_widths():
-    # SPEC §1.4: 16/16/9/9 -> 184,320 numbers; 10/10/12/12 -> 153,600 (vision width 768, text 512)
-    def count(nv, nt, dv, dt):
-        return nv * 768 * dv + nt * 512 * dt
+def test_preset_trainable_counts_match_spec_on_vit_b16():
+    # SPEC §1.4: 16/16/9/9 -> 184,320 trainable numbers; 10/10/12/12 -> 153,600
+    from vifi.model.backbone import arch_config
 
-    assert count(16, 16, 9, 9) == 184_320 and count(10, 10, 12, 12) == 153_600
+    clip = build_clip(arch_config("ViT-B-16"))
+    for sizes, expected in (((16, 16, 9, 9), 184_320), ((10, 10, 12, 12), 153_600)):
+        cfg = PromptConfig(vision_tokens=sizes[0], text_tokens=sizes[1], vision_depth=sizes[2], text_depth=sizes[3])
+        assert sum(p.numel() for p in Prompts(cfg, clip).parameters()) == expected
     model, _ = four_layer_model(nv=5, nt=3, dv=3, dt=2)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == 5 * 64 * 3 + 3 * 64 * 2

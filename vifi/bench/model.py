@@ -166,7 +166,8 @@ def eval_step_fn(model, runtime: Runtime, spec: BenchSpec, reference: bool):
     return step, spec.micro_batch
 
 
-def measure(kind: str, spec: BenchSpec, runtime: Runtime, reference: bool, peak: float | None) -> dict:
+def measure(kind: str, spec: BenchSpec, runtime: Runtime, reference: bool, peak: float | None,
+            count_flops: bool = True) -> dict:
     model = build_random_model(spec.arch, spec.train_mode if kind == "train" else "frozen", runtime.device)
     if spec.checkpointing and not reference:
         model.clip.set_grad_checkpointing(True)
@@ -177,8 +178,10 @@ def measure(kind: str, spec: BenchSpec, runtime: Runtime, reference: bool, peak:
     seconds = _timed(step, spec.steps, spec.warmup, runtime.device)
     peak_mem = _peak_mem_gib(runtime.device)  # of the timed steps, before the FLOP count runs one more
     # FLOPs are counted on an eager step (the counter cannot see inside compiled graphs; the maths is the same)
-    flops = _count_flops(step if not spec.compile or reference else make(
-        model, runtime, BenchSpec(**{**spec.__dict__, "compile": False}), False)[0])
+    flops = float("nan")
+    if count_flops:
+        flops = _count_flops(step if not spec.compile or reference else make(
+            model, runtime, BenchSpec(**{**spec.__dict__, "compile": False}), False)[0])
     clips_per_s = clips / seconds
     achieved = flops / seconds / 1e12
     result = {"clips_per_s": clips_per_s, "frames_per_s": clips_per_s * spec.frames, "step_s": seconds,
@@ -200,7 +203,7 @@ def auto_micro_batch(spec: BenchSpec, runtime: Runtime, kind: str = "train") -> 
         if spec.global_batch % m == 0:
             probe = BenchSpec(**{**spec.__dict__, "micro_batch": m, "global_batch": m, "steps": 1, "warmup": 1})
             try:
-                measure(kind, probe, runtime, reference=False, peak=None)
+                measure(kind, probe, runtime, reference=False, peak=None, count_flops=False)  # fit is all we ask
                 best = m
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()

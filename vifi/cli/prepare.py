@@ -22,13 +22,13 @@ def prepare(
     backend: str = typer.Option("decord", "--backend", help="decoder used by the check: decord | pyav"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace lists already in --out"),
 ) -> None:
+    from vifi.cli.eval import check_backend
     from vifi.errors import VifiError
     from vifi.prepare.run import prepare as run
 
     if workers < 1 or min_frames < 1 or short_side < 16:
         raise VifiError("--workers and --min-frames must be ≥ 1 and --short-side ≥ 16")
-    if backend not in ("decord", "pyav"):
-        raise VifiError(f"--backend {backend!r}: use decord or pyav")
+    check_backend(backend)
     record = run(dataset, root, out, lists=lists, check=check, workers=workers, min_frames=min_frames,
                  reencode=reencode, short_side=short_side, fmt=fmt, backend=backend, overwrite=overwrite)
     if record.get("reencode", {}).get("failed"):

@@ -12,20 +12,10 @@ from typing import Any
 import torch
 
 from vifi.errors import VifiError
-from vifi.fileio import atomic_path
+from vifi.fileio import atomic_path, sha256_file
 
 FORMAT = "vifi-clip/1"
 PROMPT_FORMAT = "vifi-prompts/1"  # prompt tensors only, bound to the base checkpoint they were learned on
-
-
-def file_sha256(path: str | Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_weights(path: str | Path, model, extra: dict[str, Any] | None = None) -> None:
@@ -162,4 +152,4 @@ def add_prompts(model, cfg, base_path: str | Path) -> None:
     from vifi.model.prompts import Prompts
 
     model.attach_prompts(Prompts(cfg, model.clip))
-    model.base_ref = {"path": str(Path(base_path).resolve()), "sha256": file_sha256(base_path)}
+    model.base_ref = {"path": str(Path(base_path).resolve()), "sha256": sha256_file(base_path)}

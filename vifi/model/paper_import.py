@@ -162,12 +162,12 @@ def load_paper_checkpoint(path: str | Path, clip_weights: str | None):
     clip, arch = clip_from_state_dict(clip_state, str(path))
     model = ViFiCLIP(clip, arch, "frozen")
     if sizes:
-        from vifi.model.checkpoint import file_sha256
+        from vifi.fileio import sha256_file
 
         cfg = PromptConfig(init="", **sizes)  # shipped prompt sizes are > 4 tokens: "X" placeholders
         model.attach_prompts(Prompts(cfg, clip))
         model.prompts.load_state_dict({k: v.float() for k, v in prompt_state.items()})
-        model.base_ref = {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+        model.base_ref = {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
     meta = {"prompt_template": Prompts.template_for(model.prompts.cfg) if sizes else "a photo of a {}.",
             "frames": "32", "input_size": str(arch["vision_cfg"]["image_size"]), "source": str(path)}
     return model, meta

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vifi.data.annotations import Entry
+from vifi.data.decoding import VIDEO_SUFFIXES
 from vifi.errors import VifiError
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
 DATASETS = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "ssv2", "generic")
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
 
 from vifi.data.annotations import Entry, write_annotation_list, write_label_csv
 from vifi.errors import VifiError
-from vifi.fileio import write_json_atomic, write_text_atomic
+from vifi.fileio import sha256_file, write_json_atomic, write_text_atomic
 from vifi.prepare.layouts import read_layout
 
 OUTPUTS = ("labels.csv", "manifest.csv", "quarantine.txt", "missing.txt", "prepare.json", "reencode.csv")
@@ -23,7 +22,7 @@ def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, c
     out.mkdir(parents=True, exist_ok=True)
     video_root = root
     record: dict = {"dataset": dataset, "root": str(root), "classes": len(prepared.names),
-                    "inputs": {str(p): _sha256(p) for p in prepared.inputs}}
+                    "inputs": {str(p): sha256_file(p) for p in prepared.inputs}}
     if reencode is not None:
         prepared, video_root, record["reencode"] = _reencode(prepared, root, reencode, short_side, fmt, workers, out,
                                                              show_progress)
@@ -94,7 +93,3 @@ def _print_summary(dataset: str, summary: dict, out: Path) -> None:
 
     table = pd.DataFrame([{"split": s, **v} for s, v in summary.items()])
     print_table(table, f"{dataset}: prepared lists in {out}")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

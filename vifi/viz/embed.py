@@ -11,10 +11,11 @@ import torch.nn.functional as F
 
 
 def cache_key(checkpoint: str, data: str, frames: int) -> str:
-    from vifi.model.checkpoint import file_sha256, resolve_checkpoint
+    from vifi.fileio import sha256_file
+    from vifi.model.checkpoint import resolve_checkpoint
 
     digest = hashlib.sha256()
-    digest.update(file_sha256(resolve_checkpoint(checkpoint)).encode())
+    digest.update(sha256_file(resolve_checkpoint(checkpoint)).encode())
     digest.update(Path(data).read_bytes())
     digest.update(str(frames).encode())
     return digest.hexdigest()[:16]
