@@ -45,6 +45,18 @@ def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
         raise VifiError(f"--out {out} is not a folder")
 
 
+def saved_config(out: Path) -> RunConfig:
+    """The resolved config a run folder was started with: what --resume continues."""
+    import yaml
+
+    from vifi.config import validate_config
+
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise VifiError(f"--resume: {path} not found; start the run without --resume")
+    return validate_config(yaml.safe_load(path.read_text()), where=str(path))
+
+
 def resolve_data(cfg: RunConfig, out: Path) -> RunConfig:
     """Fill the demo dataset's paths (generating it on first use) when the config asks for the demo."""
     d = cfg.data
@@ -163,7 +175,7 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
              precision: str = "auto", template: str | None = "", reference_multiclip: bool = False,
              show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False,
              arch: str = "ViT-B-16", backend: str = "decord") -> dict[str, Any]:
-    from vifi.model.checkpoint import build_from_checkpoint
+    from vifi.model.factory import load_for_inference
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -174,14 +186,7 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     entries = read_annotation_list(data, num_classes=len(names))
     check_videos_exist(entries, root, data)
     runtime = setup_runtime(device, precision)
-    if checkpoint:
-        model, meta = build_from_checkpoint(checkpoint, clip=clip)
-    else:  # plain CLIP: vanilla zero-shot (with template=None) or CLIP with the paper's template
-        from vifi.model.backbone import load_clip
-        from vifi.model.vifi_clip import ViFiCLIP
-
-        clip_model, arch_cfg = load_clip(arch, clip)
-        model, meta = ViFiCLIP(clip_model, arch_cfg, "frozen"), {"prompt_template": "a photo of a {}."}
+    model, meta = load_for_inference(checkpoint, clip, arch)  # plain CLIP when no checkpoint (vanilla zero-shot)
     model.to(runtime.device)
     if template == "":  # default: the template the checkpoint was trained with
         template = meta.get("prompt_template") or None

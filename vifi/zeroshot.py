@@ -59,19 +59,6 @@ def collect_videos(items: list[str]) -> list[Path]:
     return paths
 
 
-def load_model(checkpoint: str | None, clip: str | None, arch: str):
-    from vifi.model.backbone import load_clip
-    from vifi.model.checkpoint import build_from_checkpoint
-    from vifi.model.vifi_clip import ViFiCLIP
-
-    if checkpoint:
-        return build_from_checkpoint(checkpoint, clip=clip)
-    if not clip:
-        raise VifiError("give --checkpoint (a vifi or paper checkpoint) or --clip (plain CLIP weights)")
-    model, cfg = load_clip(arch, clip)
-    return ViFiCLIP(model, cfg, "frozen"), {}
-
-
 def classify(videos: list[Path], names: list[str], model, meta: dict, *, frames: int | None, views: tuple[int, int],
              template: str | None, device: str | None, batch: int = 4, num_workers: int = 0,
              backend: str = "decord") -> pd.DataFrame:

@@ -12,20 +12,11 @@ import typer
 def train_from_cli(recipe: str, out: Path, overrides: list[str], *, resume: bool, overwrite: bool,
                    device: Optional[str], deterministic: bool) -> None:
     """What `finetune` and `prompt` share: config from recipe + overrides (or the saved one on --resume), run."""
-    from vifi.config import load_config, validate_config
+    from vifi.config import load_config
     from vifi.engine.train import EXIT_PREEMPTED, Preempted
-    from vifi.errors import VifiError
-    from vifi.runs import run_finetune
+    from vifi.runs import run_finetune, saved_config
 
-    if resume:
-        import yaml
-
-        saved = out / "config.yaml"
-        if not saved.is_file():
-            raise VifiError(f"--resume: {saved} not found; start the run without --resume")
-        cfg = validate_config(yaml.safe_load(saved.read_text()), where=str(saved))
-    else:
-        cfg = load_config(recipe, overrides)
+    cfg = saved_config(out) if resume else load_config(recipe, overrides)
     try:
         run_finetune(cfg, out, overwrite=overwrite, resume=resume, device=device, deterministic=deterministic)
     except Preempted as exc:

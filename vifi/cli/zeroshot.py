@@ -29,7 +29,8 @@ def zeroshot(
 ) -> None:
     from vifi.cli.eval import check_backend, parse_views
     from vifi.errors import VifiError
-    from vifi.zeroshot import classify, collect_videos, load_model, parse_labels, print_top_k, write_output
+    from vifi.model.factory import load_for_inference
+    from vifi.zeroshot import classify, collect_videos, parse_labels, print_top_k, write_output
 
     check_backend(backend)
     names = parse_labels(labels, labels_file)
@@ -41,7 +42,7 @@ def zeroshot(
     if out is not None and out.is_dir():
         raise VifiError(f"--out {out} is a folder; give a file name ending in .csv or .json")
     paths = collect_videos(videos)
-    model, meta = load_model(checkpoint, clip, arch)
+    model, meta = load_for_inference(checkpoint, clip, arch)
     if vanilla:
         text_template = None
     elif template is not None:

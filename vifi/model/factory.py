@@ -31,6 +31,19 @@ def build_model(cfg: ModelConfig) -> ViFiCLIP:
     return ViFiCLIP(clip, arch, cfg.train)
 
 
+def load_for_inference(checkpoint: str | None, clip: str | None, arch: str = "ViT-B-16"):
+    """(frozen model, metadata) from a checkpoint (vifi, prompt artifact, run folder, paper .pth + `clip`), or plain
+    CLIP from `clip` weights alone, which gets the paper's template."""
+    if checkpoint:
+        from vifi.model.checkpoint import build_from_checkpoint
+
+        return build_from_checkpoint(checkpoint, clip=clip)
+    if not clip:
+        raise VifiError("give --checkpoint (a vifi or paper checkpoint) or --clip (plain CLIP weights)")
+    model, arch_cfg = load_clip(arch, clip)
+    return ViFiCLIP(model, arch_cfg, "frozen"), {"prompt_template": "a photo of a {}."}
+
+
 def prompt_template(cfg: ModelConfig) -> str | None:
     """None means bare class names (vanilla zero-shot)."""
     if cfg.vanilla:

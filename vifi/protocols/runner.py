@@ -155,10 +155,8 @@ def run_protocol(suite: Suite, out: Path, *, train: bool = False, overrides: lis
 
 
 def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progress):
-    import yaml
-
-    from vifi.config import load_config, validate_config
-    from vifi.runs import run_finetune
+    from vifi.config import load_config
+    from vifi.runs import run_finetune, saved_config
 
     if (run_dir / "results.json").is_file():
         import json
@@ -168,7 +166,7 @@ def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progres
         return str(run_dir), {**done, "data": unit.train["val_list"]}
     resume = (run_dir / "checkpoints" / "latest.json").is_file()
     if resume:
-        cfg = validate_config(yaml.safe_load((run_dir / "config.yaml").read_text()), where=str(run_dir / "config.yaml"))
+        cfg = saved_config(run_dir)
     else:
         t = unit.train
         cfg = load_config(t["recipe"], list(overrides) + [

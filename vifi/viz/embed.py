@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 
 
-def cache_key(checkpoint: str, data: str, frames: int) -> str:
+def cache_key(checkpoint: str, data: str, frames: int | None) -> str:
     from vifi.fileio import sha256_file
     from vifi.model.checkpoint import resolve_checkpoint
 
     digest = hashlib.sha256()
     digest.update(sha256_file(resolve_checkpoint(checkpoint)).encode())
     digest.update(Path(data).read_bytes())
-    digest.update(str(frames).encode())
+    digest.update(str(frames or "checkpoint's").encode())
     return digest.hexdigest()[:16]
 
 
@@ -33,13 +33,13 @@ def embed_videos(checkpoint: str, data: str, root: str, *, frames: int | None, c
     from vifi.engine.runtime import setup_runtime
     from vifi.model.checkpoint import build_from_checkpoint
 
-    model, meta = build_from_checkpoint(checkpoint, clip=clip)
-    frames = frames or int(meta.get("frames", 32))
-    path = Path(cache_dir) / f"embeddings-{cache_key(checkpoint, data, frames)}.npy"
     entries = read_annotation_list(data)
     labels = np.array([e.label for e in entries])
-    if path.is_file():
+    path = Path(cache_dir) / f"embeddings-{cache_key(checkpoint, data, frames)}.npy"
+    if path.is_file():  # before building the model: a cached figure costs nothing
         return np.load(path), labels
+    model, meta = build_from_checkpoint(checkpoint, clip=clip)
+    frames = frames or int(meta.get("frames", 32))
     runtime = setup_runtime(device, "auto")
     model.to(runtime.device).eval()
     size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
