@@ -26,7 +26,7 @@ class DataConfig(_Section):
     root: Optional[str] = None  # folder the list paths are relative to
     frames: int = 32
     input_size: int = 224
-    num_workers: int = 4
+    num_workers: Union[int, Literal["auto"]] = "auto"  # auto: the CPU cores available to each process (docs/performance.md)
     backend: Literal["decord", "pyav"] = "decord"
     demo: bool = False  # generate the synthetic demo dataset into <out>/demo-data when the lists are absent
     quarantine: Optional[str] = None  # videos training skips (default: quarantine.txt beside the train list, if any)
@@ -81,6 +81,9 @@ class TrainConfig(_Section):
     epochs: int = 10
     global_batch: int = 256
     micro_batch: Union[int, Literal["auto"]] = 4  # auto: the largest that fits (probed on the GPU)
+    mix_group: int = 4  # mixup/cutmix partners are drawn inside groups of this many clips (the reference's per-GPU batch)
+    lr_clock_gpus: Optional[int] = None  # the LR schedule counts iterations of this many GPUs ... (docs/design.md)
+    lr_clock_gpu_batch: Optional[int] = None  # ... of this many clips each; None: one iteration per optimizer step
     lr: float = 8e-6
     warmup_epochs: float = 5
     min_lr_ratio: float = 0.01
@@ -99,8 +102,10 @@ class TrainConfig(_Section):
     log_every: int = 10  # optimizer steps
     save_every: int = 0  # optimizer steps between mid-epoch checkpoints (0: at each epoch end only)
     keep_last: int = 2
-    compile: bool = False  # torch.compile the video head (image tower + logit scale)
-    checkpointing: bool = False  # activation checkpointing in both towers: less memory, some speed
+    compile: Union[bool, Literal["auto"]] = "auto"  # torch.compile the video head and augmentation; auto: on CUDA
+    # activation checkpointing of the image tower: true = every block, N = the first N blocks (the text tower, run
+    # once per step, is never checkpointed): less memory for some speed (docs/performance.md)
+    checkpointing: Union[bool, int] = False
 
     @model_validator(mode="after")
     def _check_batches(self):
@@ -108,6 +113,23 @@ class TrainConfig(_Section):
             raise ValueError("train.global_batch and train.micro_batch must be positive")
         if self.epochs <= 0:
             raise ValueError("train.epochs must be positive")
+        if self.mix_group <= 0:
+            raise ValueError("train.mix_group must be positive")
+        mixing = self.mixup > 0 or self.cutmix > 0
+        if mixing and self.micro_batch != "auto" and self.micro_batch % self.mix_group:
+            raise ValueError(f"train.micro_batch {self.micro_batch} must be a multiple of train.mix_group "
+                             f"{self.mix_group} (mixup pairs clips inside groups of that size); choose such a "
+                             "micro-batch or lower train.mix_group")
+        if (self.lr_clock_gpus is None) != (self.lr_clock_gpu_batch is None):
+            raise ValueError("train.lr_clock_gpus and train.lr_clock_gpu_batch go together: set both or neither")
+        if self.lr_clock_gpus is not None:
+            if self.lr_clock_gpus <= 0 or self.lr_clock_gpu_batch <= 0:
+                raise ValueError("train.lr_clock_gpus and train.lr_clock_gpu_batch must be positive")
+            if self.global_batch % (self.lr_clock_gpus * self.lr_clock_gpu_batch):
+                raise ValueError(f"train.global_batch {self.global_batch} is not a multiple of lr_clock_gpus × "
+                                 f"lr_clock_gpu_batch ({self.lr_clock_gpus} × {self.lr_clock_gpu_batch})")
+        if not isinstance(self.checkpointing, bool) and self.checkpointing < 0:
+            raise ValueError("train.checkpointing must be true, false or a number of image-tower blocks ≥ 0")
         return self
 
 

@@ -122,7 +122,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     if cfg.train.micro_batch == "auto":
         cfg = _auto_micro_batch(cfg, runtime, len(names))
     template = prompt_template(cfg.model)
-    tokens = model.tokenize(_prompts(names, template))
+    tokens = model.tokenize(model.class_texts(names, template))
     spec = ClipSpec(cfg.data.frames, cfg.data.input_size, cfg.data.backend)
     train_set = TrainClips(train_entries, cfg.data.root, spec, cfg.train.seed, cfg.train.color_jitter,
                            cfg.train.grayscale)
@@ -218,7 +218,8 @@ def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], t
 
 
 def _auto_micro_batch(cfg: RunConfig, runtime: Runtime, n_classes: int) -> RunConfig:
-    """Probe the largest micro-batch that fits (GPU); on CPU the largest divisor of the per-rank batch up to 8."""
+    """Probe the largest micro-batch that fits (GPU); on CPU the largest divisor of the per-rank batch up to 8.
+    Either way a multiple of train.mix_group, so that mix groups never straddle micro-batches."""
     per_rank = cfg.train.global_batch // runtime.world
     if runtime.device.type == "cuda":
         from vifi.bench.model import BenchSpec, auto_micro_batch
@@ -226,9 +227,15 @@ def _auto_micro_batch(cfg: RunConfig, runtime: Runtime, n_classes: int) -> RunCo
         spec = BenchSpec(arch=cfg.model.arch, frames=cfg.data.frames, classes=n_classes, global_batch=per_rank,
                          train_mode=cfg.model.train if cfg.model.train != "prompt" else "both",
                          checkpointing=cfg.train.checkpointing)
-        micro = auto_micro_batch(spec, runtime)
+        mixing = cfg.train.mixup > 0 or cfg.train.cutmix > 0
+        micro = auto_micro_batch(spec, runtime, multiple_of=cfg.train.mix_group if mixing else 1)
     else:
-        micro = max(m for m in range(1, min(per_rank, 8) + 1) if per_rank % m == 0)
+        group = cfg.train.mix_group if (cfg.train.mixup > 0 or cfg.train.cutmix > 0) else 1
+        fits = [m for m in range(group, max(min(per_rank, 8), group) + 1, group) if per_rank % m == 0]
+        if not fits:
+            raise VifiError(f"no micro-batch divides the per-process batch {per_rank} in whole mix groups of {group}; "
+                            "change train.global_batch or train.mix_group")
+        micro = max(fits)
     if runtime.is_main:
         print(f"micro-batch auto: {micro} per process (accumulation {per_rank // micro})", flush=True)
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"micro_batch": micro})})
@@ -239,8 +246,3 @@ def _need(value, what: str):
         raise VifiError(f"missing {what}")
     return value
 
-
-def _prompts(names, template):
-    from vifi.model.vifi_clip import class_prompts
-
-    return class_prompts(names, template)

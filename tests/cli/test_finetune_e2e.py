@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 SMALL = ["--set", "train.epochs=3", "--set", "train.eval_every=3", "--set", "data.frames=4",
          "--set", "data.num_workers=0", "--set", "train.mixup=0.8", "--set", "train.cutmix=1.0",
-         "--set", "train.color_jitter=0.8", "--set", "train.grayscale=0.2"]
+         "--set", "train.color_jitter=0.8", "--set", "train.grayscale=0.2", "--set", "train.mix_group=3"]
 
 
 def _args(demo_data, out, *extra):

@@ -29,11 +29,11 @@ def _trainer(demo_data, tmp_path, tiny_model, epochs=2):
 
 def test_non_finite_steps_are_skipped_then_the_run_stops_naming_the_last_good_checkpoint(
         demo_data, tmp_path, tiny_model, monkeypatch, capsys):
-    import vifi.engine.train as train
+    import vifi.engine.step as step_module
 
     trainer = _trainer(demo_data, tmp_path, tiny_model, epochs=3)
     assert trainer.steps_per_epoch == 4
-    real = train.accumulate_step_gradients
+    real = step_module.accumulate_step_gradients
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -46,7 +46,7 @@ def test_non_finite_steps_are_skipped_then_the_run_stops_naming_the_last_good_ch
                 p.grad.fill_(float("nan"))
         return total
 
-    monkeypatch.setattr(train, "accumulate_step_gradients", poisoned)
+    monkeypatch.setattr(step_module, "accumulate_step_gradients", poisoned)
     with pytest.raises(VifiError, match=r"5 steps with a non-finite .*checkpoint: .*ckpt-0000008\.safetensors"):
         trainer.fit()
     from safetensors.torch import load_file

@@ -193,12 +193,13 @@ def measure(kind: str, spec: BenchSpec, runtime: Runtime, reference: bool, peak:
     return result
 
 
-def auto_micro_batch(spec: BenchSpec, runtime: Runtime, kind: str = "train") -> int:
-    """Largest power-of-two micro-batch (dividing the global batch) whose step runs without running out of memory."""
+def auto_micro_batch(spec: BenchSpec, runtime: Runtime, kind: str = "train", multiple_of: int = 1) -> int:
+    """Largest micro-batch `multiple_of`·2^k (dividing the global batch) whose step runs without running out of
+    memory."""
     if runtime.device.type != "cuda":
         return spec.micro_batch
     best = None
-    m = 1
+    m = multiple_of
     while m <= spec.global_batch:
         if spec.global_batch % m == 0:
             probe = BenchSpec(**{**spec.__dict__, "micro_batch": m, "global_batch": m, "steps": 1, "warmup": 1})

@@ -52,7 +52,8 @@ def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tenso
     return (ratio * a + (1 - ratio) * b).clamp(0, 1)
 
 
-def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[..., 3, H, W] in [0,1] -> (h, s, v), each [..., H, W]; torchvision's formulas."""
     r, g, b = x.unbind(-3)
     maxc, _ = x.max(dim=-3)
     minc, _ = x.min(dim=-3)
@@ -66,22 +67,26 @@ def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
     hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
     h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
-    return torch.stack((h, s, maxc), dim=-3)
+    return h, s, maxc
 
 
-def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    h, s, v = x.unbind(-3)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.to(torch.int64) % 6
-    p = (v * (1 - s)).clamp(0, 1)
-    q = (v * (1 - s * f)).clamp(0, 1)
-    t = (v * (1 - s * (1 - f))).clamp(0, 1)
-    choices = torch.stack([
-        torch.stack(c, dim=-3) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
-    ])  # [6, ..., 3, H, W]
-    mask = torch.nn.functional.one_hot(i, 6).movedim(-1, 0).unsqueeze(-3).to(x.dtype)
-    return (choices * mask).sum(0)
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Closed form: channel n in (5, 3, 1) is v − v·s·clamp(min(k, 4 − k), 0, 1) with k = (n + 6h) mod 6.
+
+    Equal to the six-sector table torchvision uses (to float rounding), with no index tensor, stack of six
+    candidates or one-hot: a handful of elementwise ops that a compiler fuses into one kernel.
+    """
+    h6 = h * 6.0
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = torch.remainder(h6 + n, 6.0)
+        out.append(v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0))
+    return torch.stack(out, dim=-3)
+
+
+def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    h, s, v = _rgb_to_hsv(x)
+    return _hsv_to_rgb(torch.remainder(h + shift.view(-1, 1, 1), 1.0), s, v).clamp(0, 1)
 
 
 def adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
@@ -94,21 +99,27 @@ def adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
         return _blend(x, mean, f)
     if op == 2:
         return _blend(x, _gray(x), f)
-    hsv = _rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, 0:1] + f, 1.0)
-    return _hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1))
+    return _shift_hue(x, factor)
+
+
+NEUTRAL = (1.0, 1.0, 1.0, 0.0)  # factors that leave an image unchanged: blends with ratio 1 are exact identities
 
 
 def colour_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Per-frame jitter of [N, 3, H, W] in [0,1]. factors [N, 4] (brightness, contrast, saturation, hue);
-    order [N, 4] a permutation per frame. Stage k applies op order[:, k] to every frame at once."""
+    order [N, 4] a permutation per frame.
+
+    Stage k applies, to every frame, op order[:, k] with its factor. Without reading anything back to the host:
+    each stage runs the three blends with the frame's factor where the blend is that frame's op and a neutral
+    factor elsewhere (ratio 1: `1·x + 0·y` is exactly x), and the hue shift where it is selected.
+    """
+    neutral = torch.tensor(NEUTRAL, device=x.device, dtype=factors.dtype)
     for stage in range(4):
-        out = x
-        for op in range(4):
-            sel = order[:, stage] == op
-            if sel.any():
-                out = torch.where(sel.view(-1, 1, 1, 1), adjust(x, op, factors[:, op]), out)
-        x = out
+        chosen = torch.nn.functional.one_hot(order[:, stage], 4).bool()  # [N, 4]
+        stage_factors = torch.where(chosen, factors, neutral)
+        for op in range(3):
+            x = adjust(x, op, stage_factors[:, op])
+        x = torch.where(chosen[:, 3].view(-1, 1, 1, 1), _shift_hue(x, factors[:, 3]), x)
     return x
 
 

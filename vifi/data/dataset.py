@@ -83,35 +83,40 @@ class EvalClips(Dataset):
 class StepBatches(torch.utils.data.Sampler):
     """Micro-batches of (epoch, index) keys for one rank, step after step, from a given (epoch, step) on.
 
-    Global step s of epoch e takes videos perm_e[s*G:(s+1)*G] (perm_e seeded by (seed, e)); rank r takes its
-    contiguous share and cuts it into micro-batches. Left-over videos (< G) at the end of an epoch are not used,
-    as in the reference. The union over ranks of a step's micro-batches is the same whatever the world size.
+    Global step s of epoch e takes videos order_e[s*G:(s+1)*G], where order_e is a permutation seeded by (seed, e),
+    extended by repetition of its start when `steps_per_epoch` needs more videos than there are (the reference's
+    DistributedSampler pads to a multiple of its GPU count the same way). Rank r takes its contiguous share and cuts
+    it into micro-batches. Videos left over at the end of an epoch are not used, as in the reference. The union over
+    ranks of a step's micro-batches is the same whatever the world size or micro-batch.
     """
 
     def __init__(self, num_videos: int, global_batch: int, micro_batch: int, seed: int, epoch: int,
-                 start_step: int = 0, rank: int = 0, world: int = 1):
+                 start_step: int = 0, rank: int = 0, world: int = 1, steps_per_epoch: int | None = None):
         if global_batch % (micro_batch * world):
             raise ValueError("global batch must be a multiple of micro_batch × world size")
         self.n, self.g, self.m = num_videos, global_batch, micro_batch
         self.seed, self.epoch, self.start_step, self.rank, self.world = seed, epoch, start_step, rank, world
+        self.steps = num_videos // global_batch if steps_per_epoch is None else steps_per_epoch
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.n // self.g
+        return self.steps
 
     @property
     def micro_per_step(self) -> int:
         return self.g // (self.m * self.world)
 
     def __len__(self) -> int:
-        return (self.steps_per_epoch - self.start_step) * self.micro_per_step
+        return max(self.steps_per_epoch - self.start_step, 0) * self.micro_per_step
 
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         perm = torch.randperm(self.n, generator=gen).tolist()
+        need = self.steps_per_epoch * self.g
+        order = perm * (need // self.n) + perm[:need % self.n] if need > self.n else perm
         share = self.g // self.world
         for step in range(self.start_step, self.steps_per_epoch):
-            mine = perm[step * self.g + self.rank * share: step * self.g + (self.rank + 1) * share]
+            mine = order[step * self.g + self.rank * share: step * self.g + (self.rank + 1) * share]
             for j in range(0, share, self.m):
                 yield [(self.epoch, i) for i in mine[j:j + self.m]]
 

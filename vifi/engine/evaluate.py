@@ -34,9 +34,7 @@ class EvalResult:
 
 @torch.no_grad()
 def class_text_features(model, class_names: list[str], template: str | None, runtime: Runtime) -> torch.Tensor:
-    from vifi.model.vifi_clip import class_prompts
-
-    tokens = model.tokenize(class_prompts(class_names, template)).to(runtime.device)
+    tokens = model.tokenize(model.class_texts(class_names, template)).to(runtime.device)
     with runtime.autocast():
         return model.encode_text(tokens).float()
 

@@ -61,19 +61,24 @@ class Prompts(nn.Module):
         """Class-name prompt: `"X X … X {name}."`, or `"<init phrase> {name}."` when the context starts from it."""
         if not cfg.text_depth:
             return "a photo of a {}."
-        prefix = cfg.init.strip() if _uses_init_phrase(cfg) else " ".join(["X"] * cfg.text_tokens)
+        prefix = init_phrase(cfg) if _uses_init_phrase(cfg) else " ".join(["X"] * cfg.text_tokens)
         return prefix + " {}."
+
+
+def init_phrase(cfg: PromptConfig) -> str:
+    """The context init phrase as the reference's prompt learner reads it: "_" becomes a space."""
+    return cfg.init.replace("_", " ").strip()
 
 
 def _uses_init_phrase(cfg: PromptConfig) -> bool:
     # The reference initialises from the phrase only for n_t ≤ 4; every shipped preset (10, 16) is random.
-    return bool(cfg.init.strip()) and cfg.text_tokens <= 4
+    return bool(init_phrase(cfg)) and cfg.text_tokens <= 4
 
 
 def _init_from_phrase(clip: nn.Module, cfg: PromptConfig) -> torch.Tensor:
     import open_clip
 
-    ids = open_clip.tokenize([cfg.init.strip()])[0]
+    ids = open_clip.tokenize([init_phrase(cfg)])[0]
     with torch.no_grad():
         return clip.token_embedding(ids[1:1 + cfg.text_tokens]).float()
 

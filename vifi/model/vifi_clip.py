@@ -110,6 +110,16 @@ class ViFiCLIP(nn.Module):
         return self.train_mode in ("both", "image")
 
     # ---- text side ------------------------------------------------------------------------------------------
+    def class_texts(self, names: list[str], template: str | None) -> list[str]:
+        """The class prompts this model is evaluated and trained with.
+
+        With deep prompts attached (bridge-and-prompt), "_" in class names becomes a space, as the reference's
+        prompt learner does (docs/design.md); in fine-tuning modes names are used as they are.
+        """
+        if self.prompts is not None:
+            names = [name.replace("_", " ") for name in names]
+        return class_prompts(names, template)
+
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         import open_clip
 
@@ -123,15 +133,17 @@ class ViFiCLIP(nn.Module):
             raise VifiError(f"class prompt longer than {ctx} tokens: {too_long[0][:80]!r}")
         return tokens
 
-    def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
+    def encode_text(self, tokens: torch.Tensor, truncate: bool = True, length: int | None = None) -> torch.Tensor:
         """Text features [C, D] of token ids [C, ctx].
 
         With `truncate`, the causal transformer runs only up to the longest prompt's EOT: under the causal mask no
         position attends to later ones, so the features at every EOT are exactly those of the 77-token run.
+        `length` (that EOT + 1, computed once from host tokens) saves the device→host read of finding it.
         """
         clip = self.clip
         eot = tokens.argmax(dim=-1)  # EOT has the largest id
-        length = int(eot.max()) + 1 if truncate else tokens.shape[1]
+        if length is None:
+            length = int(eot.max()) + 1 if truncate else tokens.shape[1]
         mask = clip.attn_mask[:length, :length]
         if self.prompts is not None and self.prompts.text is not None:
             from vifi.model.prompts import prompted_text_features
