@@ -163,3 +163,20 @@ def test_prompt_artifact_is_small_and_refuses_another_base(tmp_path):
     add_prompts(other, cfg, tmp_path / "b.safetensors")
     with pytest.raises(VifiError, match="was learned on base"):
         load_weights_into(other, tmp_path / "prompts.safetensors")
+
+
+def test_prompt_mode_reads_underscores_as_spaces_in_names_and_init_phrase():
+    # The reference's prompt learner writes "climb_stairs" as "climb stairs" and reads "a_photo of a" as
+    # "a photo of a"; fine-tuning modes keep names as they are.
+    model, pcfg = four_layer_model(nt=4, init="a_photo of a")
+    template = Prompts.template_for(pcfg)
+    assert template == "a photo of a {}."
+    assert model.class_texts(["climb_stairs"], template) == ["a photo of a climb stairs."]
+    spaced, _ = four_layer_model(nt=4, init="a photo of a")
+    torch.testing.assert_close(model.prompts.text.tokens, spaced.prompts.text.tokens)  # same init embedding
+    torch.manual_seed(0)
+    plain = ViFiCLIP(build_clip(TINY_CLIP), TINY_CLIP, "both")
+    assert plain.class_texts(["climb_stairs"], "a photo of a {}.") == ["a photo of a climb_stairs."]
+    random_ctx, pcfg16 = four_layer_model(nt=16)
+    assert random_ctx.class_texts(["climb_stairs"], Prompts.template_for(pcfg16)) == [" ".join(["X"] * 16) +
+                                                                                     " climb stairs."]

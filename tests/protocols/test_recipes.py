@@ -9,7 +9,8 @@ from vifi.config import load_config, recipe_names
 
 COMMON = dict(arch="ViT-B-16", input_size=224, betas=(0.9, 0.98), weight_decay=1e-3, warmup_epochs=5,
               min_lr_ratio=0.01, mixup=0.8, cutmix=1.0, mix_switch_prob=0.5, label_smoothing=0.1,
-              color_jitter=0.8, grayscale=0.2, seed=1024, micro_batch=4)
+              color_jitter=0.8, grayscale=0.2, seed=1024, micro_batch="auto", mix_group=4,
+              lr_clock=(8, 4))
 
 # recipe -> (frames, epochs, global batch, LR, train mode, prompts v/t/Dv/Dt or None, final views)
 EXPECTED = {
@@ -44,7 +45,8 @@ def test_recipe_matches_the_paper(name):
                min_lr_ratio=c.train.min_lr_ratio, mixup=c.train.mixup, cutmix=c.train.cutmix,
                mix_switch_prob=c.train.mix_switch_prob, label_smoothing=c.train.label_smoothing,
                color_jitter=c.train.color_jitter, grayscale=c.train.grayscale, seed=c.train.seed,
-               micro_batch=c.train.micro_batch)
+               micro_batch=c.train.micro_batch, mix_group=c.train.mix_group,
+               lr_clock=(c.train.lr_clock_gpus, c.train.lr_clock_gpu_batch))
     assert got == COMMON
     if name.startswith(("b2n", "fewshot", "prompt")):
         assert c.train.eval_every == 10  # SAVE_FREQ 10: evaluated after epochs 1, 11, 21, ... and the last
@@ -93,6 +95,11 @@ def test_recipes_agree_with_every_training_config_in_the_spec_table():
         frames, epochs, batch, lr, _, prompts, _ = describe(recipe)
         eff = int(re.search(r"\((\d+)\)", cells[4]).group(1))
         assert (frames, batch, epochs) == (int(cells[3]), eff, int(cells[6])), cells[0]
+        # the LR clock and the mix groups follow the paper's per-GPU batch (bs/gpu of "4x2 (64)")
+        per_gpu = int(cells[4].split("x")[0])
+        c = load_config(recipe)
+        assert (c.train.lr_clock_gpu_batch, c.train.mix_group) == (per_gpu, per_gpu), cells[0]
+        assert c.train.lr_clock_gpus * per_gpu * int(cells[4].split("x")[1].split()[0]) == eff, cells[0]
         assert lr == pytest.approx(float(cells[5])), cells[0]
         spec_prompts = None if cells[10] == "-" else tuple(int(x) for x in cells[10].split("/"))
         assert prompts == spec_prompts, cells[0]
