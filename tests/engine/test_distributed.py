@@ -16,7 +16,8 @@ def _finetune(launcher, demo_data, train_list, out):
     args = ["finetune", "demo", "--data", train_list, "--val", demo_data["val_list"], "--labels", demo_data["labels"],
             "--root", demo_data["root"], "--out", out, "--micro-batch", "3", "--set", "train.epochs=1",
             "--set", "data.frames=4", "--set", "data.num_workers=0", "--set", "train.mixup=0.8",
-            "--set", "train.cutmix=1.0", "--set", "train.color_jitter=0.8", "--set", "train.grayscale=0.2"]
+            "--set", "train.cutmix=1.0", "--set", "train.color_jitter=0.8", "--set", "train.grayscale=0.2",
+            "--set", "train.mix_group=3"]
     proc = subprocess.run([*launcher, "-m", "vifi", *map(str, args)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     latest = json.loads((out / "checkpoints" / "latest.json").read_text())

@@ -7,6 +7,8 @@ work the reference did per frame through PIL. Float maths without the intermedia
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -31,15 +33,21 @@ def draw_colour_params(t: int, rng: np.random.Generator, jitter_p: float, gray_p
     }
 
 
+@functools.lru_cache(maxsize=None)
+def _stats(device: torch.device, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, 1/std) as [3, 1, 1] on `device`, for values in [0, scale]: made once per device, not per batch."""
+    mean = torch.tensor(MEAN, dtype=torch.float32).view(3, 1, 1) * (scale / 255.0)
+    inv_std = 1.0 / (torch.tensor(STD, dtype=torch.float32).view(3, 1, 1) * (scale / 255.0))
+    return mean.to(device), inv_std.to(device)
+
+
 def normalise(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 or [0,1] float [..., H, W, 3] channels-last -> normalised float [..., 3, H, W]."""
-    x = frames.float()
-    if frames.dtype == torch.uint8:
-        x = x / 255.0
-    x = x.movedim(-1, -3)
-    mean = torch.tensor(MEAN, device=x.device).view(3, 1, 1) / 255.0
-    std = torch.tensor(STD, device=x.device).view(3, 1, 1) / 255.0
-    return (x - mean) / std
+    """uint8 (0–255) or [0,1] float [..., H, W, 3] channels-last -> normalised float [..., 3, H, W].
+
+    (x − mean)·(1/std) straight from 0–255 values: one conversion pass and one fused subtract-multiply."""
+    mean, inv_std = _stats(frames.device, 255.0 if frames.dtype == torch.uint8 else 1.0)
+    x = frames.movedim(-1, -3).float()
+    return torch.sub(x, mean).mul_(inv_std)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -133,6 +141,5 @@ def augment_batch(frames: torch.Tensor, params: dict[str, torch.Tensor]) -> torc
     jittered = colour_jitter(x.flatten(0, 1), factors.flatten(0, 1), params["order"].flatten(0, 1)).view_as(x)
     x = torch.where(params["jitter"].view(b, 1, 1, 1, 1), jittered, x)
     x = torch.where(params["gray"].view(b, 1, 1, 1, 1), _gray(x).expand_as(x), x)
-    mean = torch.tensor(MEAN, device=x.device).view(3, 1, 1) / 255.0
-    std = torch.tensor(STD, device=x.device).view(3, 1, 1) / 255.0
-    return (x - mean) / std
+    mean, inv_std = _stats(x.device, 1.0)
+    return (x - mean) * inv_std

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from vifi.data.augment import normalise
 from vifi.data.dataset import EvalClips, collate
@@ -44,37 +44,58 @@ def shard_indices(n: int, rank: int, world: int) -> list[int]:
     return list(range(rank, n, world))
 
 
-@torch.no_grad()
+def view_scores_fn(model, runtime: Runtime, compile: bool = False):
+    """(uint8 frames [b, V, T, H, W, 3] on the device, text features [C, D]) -> per-view softmax summed [b, C].
+
+    Normalisation, the video head and the view sum in one function, compiled with static shapes when asked
+    (evaluation pads its last batch to the batch size, so one graph serves every batch).
+    """
+    def scores(frames: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        b, v = frames.shape[:2]
+        videos = normalise(frames.flatten(0, 1))  # [b*V, T, 3, H, W]
+        with runtime.autocast():
+            logits = model.head(videos, text_features)
+        return F.softmax(logits.float(), dim=-1).view(b, v, -1).sum(dim=1)
+    return torch.compile(scores, dynamic=False) if compile else scores
+
+
+@torch.inference_mode()
 def video_scores(model, dataset: EvalClips, text_features: torch.Tensor, runtime: Runtime, *, batch: int,
-                 num_workers: int, show_progress: bool = True):
+                 num_workers: int | str, show_progress: bool = True, compile: bool = False):
     """(index, label, scores, failed) in dataset order; scores = per-view softmax summed over views.
 
-    Videos that failed to decode are not scored; they come back as `failed` [(index, message)].
+    Videos that failed to decode are not scored; they come back as `failed` [(index, message)]. Scores stay on the
+    device until the end: no device→host read per batch.
     """
+    from vifi.engine.loaders import make_loader, resolve_workers
+
     model.eval()
     shard = Subset(dataset, shard_indices(len(dataset), runtime.rank, runtime.world))
-    loader = DataLoader(shard, batch_size=batch, shuffle=False, drop_last=False, num_workers=num_workers,
-                        collate_fn=collate, pin_memory=runtime.device.type == "cuda")
+    loader = make_loader(shard, batch_size=batch, workers=resolve_workers(num_workers), device=runtime.device,
+                         collate_fn=collate)
+    forward = view_scores_fn(model, runtime, compile)
     rows_idx, rows_label, rows_scores, failed = [], [], [], []
     with progress_bar("eval", len(shard), enabled=show_progress and runtime.is_main) as bar:
         for item in loader:
-            ok = torch.tensor([not f for f in item["failed"]], dtype=torch.bool)
-            failed += [(int(i), f) for i, f in zip(item["index"], item["failed"]) if f]
-            if not ok.any():
-                bar.advance(len(ok))
-                continue
-            item = {"frames": item["frames"][ok], "label": item["label"][ok], "index": item["index"][ok]}
-            frames = item["frames"].to(runtime.device, non_blocking=True)  # uint8 [b, V, T, H, W, 3]
-            b, v = frames.shape[:2]
-            videos = normalise(frames.flatten(0, 1))  # [b*V, T, 3, H, W]
-            with runtime.autocast():
-                logits = model.head(videos, text_features)
-            probs = F.softmax(logits.float(), dim=-1).view(b, v, -1).sum(dim=1)
-            rows_idx.append(item["index"])
-            rows_label.append(item["label"])
-            rows_scores.append(probs.cpu())
+            flags = item["failed"]
+            failed += [(int(i), f) for i, f in zip(item["index"].tolist(), flags) if f]
+            frames, labels, index = item["frames"], item["label"], item["index"]
+            if any(flags):  # only then select (a copy out of pinned memory); the usual batch goes as it is
+                ok = torch.tensor([not f for f in flags], dtype=torch.bool)
+                if not ok.any():
+                    bar.advance(len(flags))
+                    continue
+                frames, labels, index = frames[ok], labels[ok], index[ok]
+            b = frames.shape[0]
+            frames = frames.to(runtime.device, non_blocking=True)  # uint8 [b, V, T, H, W, 3]
+            if compile and b < batch:  # one static shape for the compiled graph
+                frames = torch.cat([frames, frames.new_zeros((batch - b, *frames.shape[1:]))])
+            rows_scores.append(forward(frames, text_features)[:b])
+            rows_idx.append(index)
+            rows_label.append(labels)
             bar.advance(b)
     empty = (torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, len(text_features)))
+    rows_scores = [torch.cat(rows_scores).cpu()] if rows_scores else []  # the one device→host read
     local = tuple(torch.cat(rows) if rows else e for rows, e in zip((rows_idx, rows_label, rows_scores), empty))
     if runtime.distributed:
         gathered = [None] * runtime.world
@@ -86,13 +107,17 @@ def video_scores(model, dataset: EvalClips, text_features: torch.Tensor, runtime
     return index[order], labels[order], scores[order], sorted(failed)
 
 
-def evaluate(model, dataset: EvalClips, class_names: list[str], runtime: Runtime, *, batch: int, num_workers: int,
-             template: str | None, text_features: torch.Tensor | None = None, show_progress: bool = True,
-             skip_undecodable: bool = False) -> EvalResult:
+def evaluate(model, dataset: EvalClips, class_names: list[str], runtime: Runtime, *, batch: int,
+             num_workers: int | str, template: str | None, text_features: torch.Tensor | None = None,
+             show_progress: bool = True, skip_undecodable: bool = False, compile: bool | None = None) -> EvalResult:
+    """`compile` None: on CUDA (docs/performance.md), off on CPU."""
     if text_features is None:
         text_features = class_text_features(model, class_names, template, runtime)
+    if compile is None:
+        compile = runtime.device.type == "cuda"
     index, labels, scores, failed = video_scores(model, dataset, text_features, runtime, batch=batch,
-                                                 num_workers=num_workers, show_progress=show_progress)
+                                                 num_workers=num_workers, show_progress=show_progress,
+                                                 compile=compile)
     if failed and not skip_undecodable:
         raise VifiError(f"{len(failed)} of {len(dataset)} videos could not be decoded (first: {failed[0][1]}); "
                         "an accuracy over a different set of videos is not reported: fix or remove them "
