@@ -54,3 +54,15 @@ def test_flop_count_of_a_train_step_is_three_forward_passes():
     text = _count_flops(lambda: model.encode_text(tokens))  # the frozen text runs forward once per step
     ratio = (_count_flops(train) - text) / _count_flops(fwd)
     assert 2.7 < ratio < 3.7
+
+
+def test_bench_train_on_real_clips_counts_model_flops_once_with_checkpointing(demo_data):
+    # The real training step on decoded demo clips; FLOPs (MFU's numerator) exclude checkpointing's recomputation.
+    common = ["train", "--device", "cpu", "--arch", "tiny", "--frames", "4", "--classes", "6", "--micro-batch", "4",
+              "--global-batch", "8", "--steps", "1", "--warmup", "1", "--data", demo_data["train_list"],
+              "--root", demo_data["root"], "--workers", "0"]
+    plain = _last_json(*common)
+    checked = _last_json(*common, "--checkpoint-blocks", "1")
+    assert plain["data"] == str(demo_data["train_list"]) and checked["checkpointing"] == 1
+    assert 0 <= plain["data_wait_share"] <= 1
+    assert checked["tflops_per_step"] == pytest.approx(plain["tflops_per_step"], rel=1e-9)

@@ -73,18 +73,24 @@ def register(app: typer.Typer) -> None:
 
 def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classes: int, global_batch: int,
                      train_mode: str, compile_: bool, checkpointing: bool, compare_reference: bool, device: Optional[str],
-                     precision: str, steps: int, warmup: int, peak: Optional[float]) -> None:
+                     precision: str, steps: int, warmup: int, peak: Optional[float], checkpoint_blocks: Optional[int] = None,
+                     data: Optional[str] = None, root: Optional[str] = None, workers: str = "auto") -> None:
     import torch
 
     from vifi.bench.model import BenchSpec, auto_micro_batch, measure, peak_tflops, round_record
     from vifi.engine.runtime import setup_runtime
     from vifi.errors import VifiError
 
+    if data and not root:
+        raise VifiError("--data needs --root")
+    if checkpoint_blocks is not None:
+        checkpointing = checkpoint_blocks if checkpoint_blocks > 0 else False
     runtime = setup_runtime(device, precision)
     spec = BenchSpec(arch=arch, frames=frames, micro_batch=1, classes=classes, global_batch=global_batch,
-                     train_mode=train_mode, compile=compile_, checkpointing=checkpointing, steps=steps, warmup=warmup)
+                     train_mode=train_mode, compile=compile_, checkpointing=checkpointing, steps=steps, warmup=warmup,
+                     data=data, root=root, workers=workers if workers == "auto" else int(workers))
     if micro_batch == "auto":
-        spec.micro_batch = auto_micro_batch(spec, runtime, kind)
+        spec.micro_batch = auto_micro_batch(spec, runtime, kind, multiple_of=4 if kind == "train" else 1)
     else:
         try:
             spec.micro_batch = int(micro_batch)
@@ -96,7 +102,7 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     ours = measure(kind, spec, runtime, reference=False, peak=peak)
     record = {"kind": kind, "arch": arch, "frames": frames, "micro_batch": spec.micro_batch, "classes": classes,
               "global_batch": global_batch if kind == "train" else None, "compile": compile_,
-              "checkpointing": checkpointing, "precision": runtime.precision, "device": _device_name(runtime.device),
+              "checkpointing": checkpointing, "data": data or "synthetic uint8", "precision": runtime.precision, "device": _device_name(runtime.device),
               "torch": torch.__version__, "peak_tflops": peak, **ours}
     if compare_reference:
         ref = measure(kind, spec, runtime, reference=True, peak=peak)
@@ -107,7 +113,8 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     from vifi.results import print_table
 
     shown = {k: v for k, v in round_record(record).items() if k in (
-        "clips_per_s", "frames_per_s", "mfu", "peak_mem_gib", "reference_clips_per_s", "speedup")}
+        "clips_per_s", "frames_per_s", "mfu", "peak_mem_gib", "reference_clips_per_s", "speedup", "host_syncs_per_step",
+        "data_wait_share")}
     print_table(pd.DataFrame([shown]), f"bench {kind}: {arch}, {frames} frames, micro-batch {spec.micro_batch}, "
                                       f"{classes} classes on {record['device']}")
     _emit(round_record(record))
@@ -130,7 +137,12 @@ def train(
     global_batch: int = typer.Option(256, "--global-batch", help="clips per optimizer step"),
     train_mode: str = typer.Option("both", "--mode", help="both | image | text"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the video head"),
-    checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing in both towers"),
+    checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing of every image block"),
+    checkpoint_blocks: Optional[int] = typer.Option(None, "--checkpoint-blocks",
+                                                    help="activation checkpointing of the first N image blocks"),
+    data_list: Optional[str] = typer.Option(None, "--data", help="annotation list: time real decoded clips"),
+    root: Optional[str] = typer.Option(None, "--root", help="video root of --data"),
+    workers: str = typer.Option("auto", "--workers", help="loader processes with --data (auto: cores available)"),
     compare_reference: bool = typer.Option(False, "--compare-reference", help="also measure the reference mode"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp16 | fp32"),
@@ -139,7 +151,7 @@ def train(
     peak: Optional[float] = typer.Option(None, "--peak-tflops", help="device peak for MFU (default: known GPUs)"),
 ) -> None:
     _run_model_bench("train", arch, frames, micro_batch, classes, global_batch, train_mode, compile_, checkpointing,
-                     compare_reference, device, precision, steps, warmup, peak)
+                     compare_reference, device, precision, steps, warmup, peak, checkpoint_blocks, data_list, root, workers)
 
 
 @bench_app.command("eval")
