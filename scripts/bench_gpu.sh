@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The GPU measurements of docs/performance.md, as one script. On a CUDA machine with the package installed:
+# The GPU measurements of docs/performance.md, as one script (about 6-8 minutes on an H100/H200):
 #   bash scripts/bench_gpu.sh OUT_DIR
-# (On the project's device machine: run ../shared/device/fetch-wheels.sh here first, carry .whl, and the script
-# installs the wheels itself when `import open_clip` fails.) Each line of OUT_DIR/bench.jsonl is one command's JSON.
+# Each line of OUT_DIR/bench.jsonl is one command's JSON, appended as soon as that command ends (a later timeout
+# keeps the earlier lines); OUT_DIR/log.txt has the whole output. On the project's device machine, run
+# ../shared/device/fetch-wheels.sh here first and carry .whl: the script installs the wheels when open_clip is missing.
+# ARCH, FRAMES, CLASSES, GLOBAL, MICRO, DEVICE override the workload (a CPU dry run: ARCH=tiny FRAMES=4 CLASSES=10
+# GLOBAL=8 MICRO=4 DEVICE=cpu bash scripts/bench_gpu.sh /tmp/dry).
 set -uo pipefail
 out=${1:-bench-out}
 mkdir -p "$out"
@@ -10,16 +13,25 @@ if ! python3 -c "import open_clip, pydantic" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .site .whl/*.whl \
     && export PYTHONPATH=$PWD/.site:$PWD || exit 1
 fi
-export PYTHONPATH=${PYTHONPATH:-$PWD}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$out/gpu.txt"
-run() {  # run ARGS...: one benchmark, its last line appended to bench.jsonl, the whole output kept
+export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1
+ARCH=${ARCH:-ViT-B-16} FRAMES=${FRAMES:-32} CLASSES=${CLASSES:-400} GLOBAL=${GLOBAL:-256} MICRO=${MICRO:-16}
+DEVICE=${DEVICE:-cuda}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  python3 -c "import torch; print('torch', torch.__version__)"; date -u +%F; } | tee "$out/gpu.txt"
+run() {  # run SECONDS ARGS...: one benchmark, its last line appended to bench.jsonl, the whole output kept
+  local limit=$1; shift
   echo "== vifi bench $*" | tee -a "$out/log.txt"
-  timeout 240 python3 -m vifi bench "$@" 2>&1 | tee -a "$out/log.txt" | tail -n 1 >> "$out/bench.jsonl"
+  timeout "$limit" python3 -m vifi bench "$@" --device "$DEVICE" 2>&1 | tee -a "$out/log.txt" | tail -n 1 >> "$out/bench.jsonl"
 }
-run train --arch ViT-B-16 --frames 32 --micro-batch 16 --classes 400 --global-batch 256 --compare-reference --steps 2
-run train --arch ViT-B-16 --frames 32 --micro-batch 16 --classes 400 --global-batch 256 --compile --steps 2 --warmup 2
-run train --arch ViT-B-16 --frames 32 --micro-batch 16 --classes 400 --global-batch 256 --checkpointing --steps 2
-run eval --arch ViT-B-16 --frames 32 --batch 16 --classes 400 --compare-reference
-run eval --arch ViT-B-16 --frames 32 --batch 16 --classes 400 --compile
+W=(--arch "$ARCH" --frames "$FRAMES" --classes "$CLASSES")
+T=("${W[@]}" --global-batch "$GLOBAL" --micro-batch "$MICRO")
+# 1. the real training step against the reference-equivalent mode (eager both sides)
+run 200 train "${T[@]}" --compare-reference --steps 2 --warmup 1
+# 2. the same step compiled (training's default on CUDA)
+run 220 train "${T[@]}" --compile --steps 2 --warmup 2
+# 3. evaluation, compiled, against the reference at its test batch of 2
+run 150 eval "${W[@]}" --batch "$MICRO" --compile --compare-reference --steps 6 --warmup 3
+# 4. activation checkpointing: a few image blocks, then all of them (eager, compare with 1)
+run 100 train "${T[@]}" --checkpoint-blocks 4 --steps 2 --warmup 1
+run 100 train "${T[@]}" --checkpointing --steps 2 --warmup 1
 echo "done: $out/bench.jsonl"

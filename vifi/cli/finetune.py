@@ -42,7 +42,8 @@ def finetune(
     train_mode: Optional[str] = typer.Option(None, "--train", help="both | image | text"),
     micro_batch: Optional[str] = typer.Option(None, "--micro-batch",
                                               help="per-device micro-batch or auto (the global batch is kept)"),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the video head"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile",
+                                            help="torch.compile the video head and augmentation (default: on CUDA)"),
     checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing (less memory)"),
     backend: Optional[str] = typer.Option(None, "--backend", help="video decoder: decord | pyav (data.backend)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
@@ -57,7 +58,7 @@ def finetune(
     overrides = list(set_ or []) + flag_overrides(
         (("data.train_list", data), ("data.val_list", val), ("data.labels", labels), ("data.root", root),
          ("model.clip", clip), ("model.init_from", init_from), ("model.train", train_mode),
-         ("train.micro_batch", micro_batch), ("train.compile", compile_ or None),
+         ("train.micro_batch", micro_batch), ("train.compile", compile_),
          ("train.checkpointing", checkpointing or None), ("data.backend", backend)))
     train_from_cli(recipe, out, overrides, resume=resume, overwrite=overwrite, device=device,
                    deterministic=deterministic)

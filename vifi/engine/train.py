@@ -53,7 +53,14 @@ def mix_settings(cfg: RunConfig) -> MixSettings:
 
 
 def compile_enabled(cfg: RunConfig, device: torch.device) -> bool:
-    return cfg.train.compile is True or (cfg.train.compile == "auto" and device.type == "cuda")
+    """`train.compile`: auto = on CUDA. A graph that fails to compile runs eagerly instead (dynamo's
+    suppress_errors, which logs one warning): compilation is a speed-up, never a reason for a run to fail."""
+    enabled = cfg.train.compile is True or (cfg.train.compile == "auto" and device.type == "cuda")
+    if enabled:
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+    return enabled
 
 
 @dataclass
