@@ -26,12 +26,12 @@ run() {  # run SECONDS ARGS...: one benchmark, its last line appended to bench.j
 W=(--arch "$ARCH" --frames "$FRAMES" --classes "$CLASSES")
 T=("${W[@]}" --global-batch "$GLOBAL" --micro-batch "$MICRO")
 # 1. the real training step against the reference-equivalent mode (eager both sides)
-run 200 train "${T[@]}" --compare-reference --steps 2 --warmup 1
+run 170 train "${T[@]}" --compare-reference --steps 2 --warmup 1
 # 2. the same step compiled (training's default on CUDA)
-run 220 train "${T[@]}" --compile --steps 2 --warmup 2
+run 200 train "${T[@]}" --compile --steps 2 --warmup 2
 # 3. evaluation, compiled, against the reference at its test batch of 2
-run 150 eval "${W[@]}" --batch "$MICRO" --compile --compare-reference --steps 6 --warmup 3
+run 120 eval "${W[@]}" --batch "$MICRO" --compile --compare-reference --steps 6 --warmup 3
 # 4. activation checkpointing: a few image blocks, then all of them (eager, compare with 1)
-run 100 train "${T[@]}" --checkpoint-blocks 4 --steps 2 --warmup 1
-run 100 train "${T[@]}" --checkpointing --steps 2 --warmup 1
+run 50 train "${T[@]}" --checkpoint-blocks 4 --steps 2 --warmup 1
+run 50 train "${T[@]}" --checkpointing --steps 2 --warmup 1
 echo "done: $out/bench.jsonl"
