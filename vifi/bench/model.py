@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -237,8 +238,9 @@ def eval_step_fn(model, runtime: Runtime, spec: BenchSpec, reference: bool):
     return step, spec.micro_batch
 
 
-def count_host_syncs(fn) -> int | None:
-    """CUDA synchronisations during one call of fn, as torch's sync debug mode reports them (None on CPU)."""
+def count_host_syncs(fn) -> tuple[int, list[str]] | None:
+    """CUDA synchronisations during one call of fn, as torch's sync debug mode reports them, and the Python lines
+    that caused them (None on CPU)."""
     if not torch.cuda.is_available():
         return None
     import warnings
@@ -251,7 +253,8 @@ def count_host_syncs(fn) -> int | None:
             fn()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    return len(syncs), sorted({f"{Path(w.filename).name}:{w.lineno}" for w in syncs})
 
 
 def measure(kind: str, spec: BenchSpec, runtime: Runtime, reference: bool, peak: float | None,
@@ -287,7 +290,7 @@ def measure(kind: str, spec: BenchSpec, runtime: Runtime, reference: bool, peak:
     if counter is not None:
         result["data_wait_share"] = counter["data_wait_s"] / max(seconds * counter["step"], 1e-9)
     if syncs is not None:
-        result["host_syncs_per_step"] = syncs
+        result["host_syncs_per_step"], result["host_sync_sites"] = syncs
     del model, step
     if runtime.device.type == "cuda":
         torch.cuda.empty_cache()

@@ -7,8 +7,6 @@ work the reference did per frame through PIL. Float maths without the intermedia
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 
@@ -33,12 +31,25 @@ def draw_colour_params(t: int, rng: np.random.Generator, jitter_p: float, gray_p
     }
 
 
-@functools.lru_cache(maxsize=None)
+_CONSTANTS: dict = {}
+
+
+def _constants(device: torch.device) -> dict[str, torch.Tensor]:
+    """Small constant tensors, made once per device: a tensor built from a Python list on a GPU is a blocking copy
+    from pageable memory, which would stall the host once per micro-batch."""
+    if device not in _CONSTANTS:
+        mean = torch.tensor(MEAN, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(STD, dtype=torch.float32).view(3, 1, 1)
+        _CONSTANTS[device] = {k: v.to(device) for k, v in {
+            "mean_255": mean, "inv_std_255": 1.0 / std, "mean_1": mean / 255.0, "inv_std_1": 255.0 / std,
+            "neutral": torch.tensor(NEUTRAL, dtype=torch.float32), "ops": torch.arange(4)}.items()}
+    return _CONSTANTS[device]
+
+
 def _stats(device: torch.device, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, 1/std) as [3, 1, 1] on `device`, for values in [0, scale]: made once per device, not per batch."""
-    mean = torch.tensor(MEAN, dtype=torch.float32).view(3, 1, 1) * (scale / 255.0)
-    inv_std = 1.0 / (torch.tensor(STD, dtype=torch.float32).view(3, 1, 1) * (scale / 255.0))
-    return mean.to(device), inv_std.to(device)
+    """(mean, 1/std) as [3, 1, 1] on `device`, for values in [0, scale] (255 or 1)."""
+    c = _constants(device)
+    return (c["mean_255"], c["inv_std_255"]) if scale == 255.0 else (c["mean_1"], c["inv_std_1"])
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:
@@ -121,9 +132,10 @@ def colour_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -
     each stage runs the three blends with the frame's factor where the blend is that frame's op and a neutral
     factor elsewhere (ratio 1: `1·x + 0·y` is exactly x), and the hue shift where it is selected.
     """
-    neutral = torch.tensor(NEUTRAL, device=x.device, dtype=factors.dtype)
+    constants = _constants(x.device)
+    neutral, ops = constants["neutral"].to(factors.dtype), constants["ops"]
     for stage in range(4):
-        chosen = torch.nn.functional.one_hot(order[:, stage], 4).bool()  # [N, 4]
+        chosen = order[:, stage:stage + 1] == ops  # [N, 4]; (one_hot would check its input's range on the host)
         stage_factors = torch.where(chosen, factors, neutral)
         for op in range(3):
             x = adjust(x, op, stage_factors[:, op])
