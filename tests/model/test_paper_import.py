@@ -290,3 +290,113 @@ def test_release_of_another_width_loads_with_its_own_arch(tmp_path):
     model, _ = build_from_checkpoint(tmp_path / "wide.pth", clip=str(tmp_path / "clip.pt"))
     assert model.arch["vision_cfg"]["width"] == 128 and model.arch["vision_cfg"]["layers"] == 3
     torch.testing.assert_close(logits(model), logits(wide))
+
+
+# ---- the release's own config drives eval and zeroshot (end to end, through the CLI) ---------------------------
+CLASSES = ["waving", "jumping", "pouring"]
+
+
+@pytest.fixture
+def videos16(tmp_path):
+    """Three 40-frame noise videos: every frame differs, so 16 and 32 sampled frames give different features."""
+    import numpy as np
+
+    from tests.conftest import write_video
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "videos"
+    for i in range(3):
+        write_video(root / f"v{i}.mp4", rng.integers(0, 256, (40, 64, 80, 3), dtype=np.uint8))
+    (tmp_path / "labels.csv").write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(CLASSES)))
+    (tmp_path / "list.txt").write_text("".join(f"v{i}.mp4 {i}\n" for i in range(3)))
+    return root
+
+
+def naive_probs(model, root, frames):
+    """Softmax over CLASSES of each video at `frames` frames: decode, one forward of the model itself."""
+    from vifi.data.annotations import Entry
+    from vifi.data.augment import normalise
+    from vifi.data.dataset import ClipSpec, EvalClips
+
+    data = EvalClips([Entry(f"v{i}.mp4", i) for i in range(3)], root, ClipSpec(frames, 64))
+    tokens = model.tokenize(class_prompts(CLASSES, "a photo of a {}."))
+    with torch.no_grad():
+        return torch.cat([torch.softmax(model(normalise(data[i]["frames"]), tokens), dim=-1) for i in range(3)])
+
+
+def _vifi(*args):
+    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_eval_and_zeroshot_use_the_release_frames_and_a_frames_flag_wins_with_one_notice(
+        tmp_path, tiny_model, clip_weights, videos16):
+    import json
+
+    import pandas as pd
+
+    save_paper_checkpoint(tmp_path / "k400-16f.pth", tiny_model, frames=16)
+    at16, at32 = naive_probs(tiny_model, videos16, 16), naive_probs(tiny_model, videos16, 32)
+    assert (at16.max(dim=1).values - at32.max(dim=1).values).abs().max() > 1e-4  # frames show in the top score
+    common = ["--checkpoint", tmp_path / "k400-16f.pth", "--clip", clip_weights, "--data", tmp_path / "list.txt",
+              "--labels", tmp_path / "labels.csv", "--root", videos16, "--workers", "0"]
+
+    default = _vifi("eval", *common, "--out", tmp_path / "e16")
+    assert default.returncode == 0, default.stderr
+    assert "notice" not in default.stderr
+    assert json.loads((tmp_path / "e16" / "results.json").read_text())["frames"] == 16
+    scores = pd.read_csv(tmp_path / "e16" / "predictions.csv").sort_values("video")["score"].tolist()
+    assert scores == pytest.approx(at16.max(dim=1).values.tolist(), abs=2e-6)
+
+    forced = _vifi("eval", *common, "--frames", "32", "--out", tmp_path / "e32")
+    assert forced.returncode == 0, forced.stderr
+    notices = [line for line in forced.stderr.splitlines() if line.startswith("notice:")]
+    assert len(notices) == 1 and "--frames 32 overrides the 16 frames" in notices[0], forced.stderr
+    assert json.loads((tmp_path / "e32" / "results.json").read_text())["frames"] == 32
+    scores = pd.read_csv(tmp_path / "e32" / "predictions.csv").sort_values("video")["score"].tolist()
+    assert scores == pytest.approx(at32.max(dim=1).values.tolist(), abs=2e-6)
+
+    zs = _vifi("zeroshot", *[videos16 / f"v{i}.mp4" for i in range(3)], "--labels", ",".join(CLASSES),
+               "--checkpoint", tmp_path / "k400-16f.pth", "--clip", clip_weights, "--out", tmp_path / "zs.csv")
+    assert zs.returncode == 0, zs.stderr
+    assert "notice" not in zs.stderr
+    table = pd.read_csv(tmp_path / "zs.csv")
+    for i in range(3):
+        rows = table[table.video == str(videos16 / f"v{i}.mp4")].set_index("label")["prob"]
+        assert [rows[c] for c in CLASSES] == pytest.approx(at16[i].tolist(), abs=2e-6)
+
+
+def test_viz_embeddings_use_the_release_frames(tmp_path, tiny_model, clip_weights, videos16):
+    import torch.nn.functional as F
+
+    from vifi.data.annotations import Entry
+    from vifi.data.augment import normalise
+    from vifi.data.dataset import ClipSpec, EvalClips
+    from vifi.viz.embed import embed_videos
+
+    save_paper_checkpoint(tmp_path / "k400-16f.pth", tiny_model, frames=16)
+    emb, labels = embed_videos(str(tmp_path / "k400-16f.pth"), str(tmp_path / "list.txt"), str(videos16),
+                               frames=None, cache_dir=tmp_path / "cache", clip=str(clip_weights), device="cpu")
+    data = EvalClips([Entry(f"v{i}.mp4", i) for i in range(3)], videos16, ClipSpec(16, 64))
+    with torch.no_grad():
+        naive = torch.cat([F.normalize(tiny_model.head.encode_video(normalise(data[i]["frames"])), dim=-1)
+                           for i in range(3)])
+    torch.testing.assert_close(torch.from_numpy(emb), naive, atol=1e-5, rtol=0)
+    assert labels.tolist() == [0, 1, 2]
+
+
+def test_prompt_bridge_keeps_the_run_frames_and_says_the_bridge_differs(tmp_path, tiny_model, clip_weights, capsys):
+    from vifi.config import DataConfig, ModelConfig
+    from vifi.model.factory import build_model
+
+    save_paper_checkpoint(tmp_path / "bridge.pth", tiny_model, frames=16)
+    prompt = PromptConfig(vision_tokens=2, text_tokens=2, vision_depth=1, text_depth=1)
+    cfg = ModelConfig(train="prompt", init_from=str(tmp_path / "bridge.pth"), clip=str(clip_weights), prompt=prompt)
+    model = build_model(cfg, DataConfig(frames=32, input_size=64))
+    assert model.base_ref["path"] == str((tmp_path / "bridge.pth").resolve())
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"notice: the bridge {tmp_path / 'bridge.pth'} was trained with frames 16; this run uses 32 "
+                   "(data.frames; --set data.frames=16 to match)"]
+    build_model(cfg, DataConfig(frames=16, input_size=64))
+    assert capsys.readouterr().err == ""
