@@ -179,6 +179,7 @@ def test_release_without_a_config_gets_vifi_defaults(tmp_path, tiny_model, clip_
     ({"arch": "ViT-Q/99"}, "open_clip does not know"),
     ({"use": "everything"}, "USE is 'everything'"),
     ({"CTX_INIT": 7}, "CTX_INIT is 7, not text"),
+    ({"PROMPT_MODEL": True}, "PROMPT_MODEL but it holds no prompt tensors"),
 ])
 def test_a_config_that_contradicts_its_weights_is_refused_by_name(tmp_path, tiny_model, clip_weights, config_args,
                                                                    needle):

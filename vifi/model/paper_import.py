@@ -222,6 +222,9 @@ def paper_facts(config, arch: dict, sizes: dict | None, path) -> CheckpointFacts
     use = _config_str(config, _TRAINER + ("USE",), "both", path)
     if use not in ("both", "image", "text"):
         raise VifiError(f"{path}: its config's TRAINER.ViFi_CLIP.USE is {use!r}; expected both, image or text")
+    if _config_value(config, _TRAINER + ("PROMPT_MODEL",), False) is True and not sizes:
+        raise VifiError(f"{path}: its config says TRAINER.ViFi_CLIP.PROMPT_MODEL but it holds no prompt tensors; "
+                        "the file is damaged")
     prompt = None
     if sizes:
         prompt = PromptConfig(init=ctx_init, **sizes)
