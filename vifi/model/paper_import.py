@@ -251,7 +251,8 @@ def _check_prompt_sizes(config, sizes: dict, path) -> None:
 
 
 def load_paper_checkpoint(path: str | Path, clip_weights: str | None):
-    """(ViFiCLIP with prompts when the file has them, its CheckpointFacts) from a paper `.pth` and CLIP's token table."""
+    """(ViFiCLIP with prompts when the file has them, its CheckpointFacts) from a paper `.pth` and CLIP's token
+    table."""
     from vifi.model.backbone import clip_from_state_dict, read_weight_file
     from vifi.model.prompts import Prompts
     from vifi.model.vifi_clip import ViFiCLIP
