@@ -101,6 +101,7 @@ def load_split(list_path: str | None, labels: list[str], root: str | None, what:
 def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
                  device: str | None = None, deterministic: bool = False, show_progress: bool = True) -> dict[str, Any]:
     from vifi.engine.train import Trainer
+    from vifi.model.facts import describe
     from vifi.model.factory import build_model, prompt_template
 
     out = Path(out)
@@ -118,7 +119,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     train_entries = skip_quarantined(load_split(cfg.data.train_list, names, cfg.data.root, "train"), cfg,
                                      runtime.is_main)
     val_entries = load_split(cfg.data.val_list, names, cfg.data.root, "val")
-    model = build_model(cfg.model).to(runtime.device)
+    model = build_model(cfg.model, cfg.data).to(runtime.device)
     if cfg.train.micro_batch == "auto":
         cfg = _auto_micro_batch(cfg, runtime, len(names))
     template = prompt_template(cfg.model)
@@ -146,10 +147,10 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
                   flush=True)
         return result.summary()
 
-    meta = {"class_names": names, "prompt_template": template if template is not None else "",
-            "frames": cfg.data.frames, "input_size": cfg.data.input_size}
+    facts = describe(model, frames=cfg.data.frames, input_size=cfg.data.input_size, template=template,
+                     class_names=names)
     trainer = Trainer(cfg, model, runtime, out, train_set, tokens, len(names), evaluate_fn=evaluate_epoch,
-                      ckpt_meta=meta, show_progress=show_progress)
+                      ckpt_meta=facts, show_progress=show_progress)
     if resume:
         trainer.resume()
     model.train()
@@ -160,7 +161,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     if runtime.is_main:
         from vifi.model.checkpoint import save_weights
 
-        save_weights(out / "checkpoints" / "final.safetensors", model, meta)
+        save_weights(out / "checkpoints" / "final.safetensors", model, facts)
         summary = {**result.summary(), "n_classes": len(names), "views": "x".join(map(str, final_views)),
                    "reported": "last epoch",
                    "frames": cfg.data.frames, "epochs": cfg.train.epochs, "steps": trainer.progress["step"],
@@ -172,9 +173,11 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
 
 def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, frames: int | None = None,
              clips: int = 1, crops: int = 1, batch: int = 8, num_workers: int = 2, device: str | None = None,
-             precision: str = "auto", template: str | None = "", reference_multiclip: bool = False,
+             precision: str = "auto", vanilla: bool = False, reference_multiclip: bool = False,
              show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False,
              arch: str = "ViT-B-16", backend: str = "decord") -> dict[str, Any]:
+    """`frames` None: the checkpoint's; `vanilla`: bare class names instead of the checkpoint's template."""
+    from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
 
     out = Path(out)
@@ -186,18 +189,16 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     entries = read_annotation_list(data, num_classes=len(names))
     check_videos_exist(entries, root, data)
     runtime = setup_runtime(device, precision)
-    model, meta = load_for_inference(checkpoint, clip, arch)  # plain CLIP when no checkpoint (vanilla zero-shot)
+    model, facts = load_for_inference(checkpoint, clip, arch)  # plain CLIP when no checkpoint (vanilla zero-shot)
     model.to(runtime.device)
-    if template == "":  # default: the template the checkpoint was trained with
-        template = meta.get("prompt_template") or None
-    frames = frames or int(meta.get("frames", 32))
-    size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
-    spec = ClipSpec(frames, size, backend)
+    inputs = inference_inputs(facts, frames=frames, vanilla=vanilla)
+    template = inputs.template
+    spec = ClipSpec(inputs.frames, inputs.input_size, backend)
     dataset = EvalClips(entries, root, spec, clips, crops, reference_multiclip)
     text = class_text_features(model, names, template, runtime)
     result = evaluate(model, dataset, names, runtime, batch=batch, num_workers=num_workers, template=template,
                       text_features=text, show_progress=show_progress, skip_undecodable=skip_undecodable)
-    summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": frames,
+    summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": inputs.frames,
                "checkpoint": str(checkpoint or f"plain CLIP {arch} ({clip})"), "data": str(data),
                "text": "bare class names" if template is None else template}
     if runtime.is_main:

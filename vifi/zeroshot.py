@@ -14,7 +14,7 @@ import torch
 
 from vifi.data.decoding import VIDEO_SUFFIXES
 from vifi.errors import VifiError
-
+from vifi.model.facts import InferenceInputs
 
 
 def parse_labels(labels: str | None, labels_file: str | None) -> list[str]:
@@ -59,10 +59,11 @@ def collect_videos(items: list[str]) -> list[Path]:
     return paths
 
 
-def classify(videos: list[Path], names: list[str], model, meta: dict, *, frames: int | None, views: tuple[int, int],
-             template: str | None, device: str | None, batch: int = 4, num_workers: int = 0,
-             backend: str = "decord") -> pd.DataFrame:
-    """One row per (video, label): video, label, prob; rows of a video sorted by probability, highest first."""
+def classify(videos: list[Path], names: list[str], model, inputs: InferenceInputs, *, views: tuple[int, int],
+             device: str | None, batch: int = 4, num_workers: int = 0, backend: str = "decord") -> pd.DataFrame:
+    """One row per (video, label): video, label, prob; rows of a video sorted by probability, highest first.
+
+    `inputs`: frames, input size and class text, as `vifi.model.facts.inference_inputs` chose them."""
     from vifi.data.annotations import Entry
     from vifi.data.dataset import ClipSpec, EvalClips
     from vifi.engine.evaluate import class_text_features, video_scores
@@ -70,11 +71,9 @@ def classify(videos: list[Path], names: list[str], model, meta: dict, *, frames:
 
     runtime = setup_runtime(device, "auto")
     model.to(runtime.device)
-    frames = frames or int(meta.get("frames", 32))
-    size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
     entries = [Entry(str(p.resolve()), 0) for p in videos]
-    dataset = EvalClips(entries, "/", ClipSpec(frames, size, backend), views[0], views[1])
-    text = class_text_features(model, names, template, runtime)
+    dataset = EvalClips(entries, "/", ClipSpec(inputs.frames, inputs.input_size, backend), views[0], views[1])
+    text = class_text_features(model, names, inputs.template, runtime)
     _, _, scores, failed = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
                                         show_progress=False)
     if failed:

@@ -151,7 +151,7 @@ def test_prompt_artifact_is_small_and_refuses_another_base(tmp_path):
     model, _ = build_from_checkpoint(tmp_path / "a.safetensors")
     add_prompts(model, cfg, tmp_path / "a.safetensors")
     model.set_train_mode("prompt")
-    save_weights(tmp_path / "prompts.safetensors", model, {"prompt_template": Prompts.template_for(cfg)})
+    save_weights(tmp_path / "prompts.safetensors", model, {"template": Prompts.template_for(cfg)})
     assert (tmp_path / "prompts.safetensors").stat().st_size < 2 * 1024 * 1024
 
     reloaded, meta = build_from_checkpoint(tmp_path / "prompts.safetensors")  # finds its base by path + hash

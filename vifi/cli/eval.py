@@ -74,7 +74,7 @@ def eval_command(
         check_backend(backend)
         clips, crops = parse_views(views or "1x1")
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
-                 num_workers=workers, device=device, template=None if vanilla else "",
+                 num_workers=workers, device=device, vanilla=vanilla,
                  reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch,
                  backend=backend)
         return

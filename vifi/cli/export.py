@@ -16,6 +16,7 @@ def export(
 ) -> None:
     from vifi.errors import VifiError
     from vifi.model.checkpoint import add_prompts, is_safetensors, resolve_checkpoint, save_weights
+    from vifi.model.facts import PAPER_TEMPLATE, describe
     from vifi.model.paper_import import load_paper_checkpoint
 
     src = resolve_checkpoint(source)
@@ -23,27 +24,30 @@ def export(
         raise VifiError(f"{src} is already a safetensors file; vifi export converts paper .pth releases")
     if out.suffix != ".safetensors":
         raise VifiError(f"--out {out} must end in .safetensors")
-    model, meta = load_paper_checkpoint(src, clip)
+    model, facts = load_paper_checkpoint(src, clip)
     base = out.with_name(out.stem + ".base.safetensors") if model.prompts is not None else out
     targets = [base, out] if model.prompts is not None else [out]
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         raise VifiError(f"{existing[0]} exists; pass --overwrite to replace it")
-    extra = {"prompt_template": meta["prompt_template"], "frames": int(meta["frames"]),
-             "input_size": int(meta["input_size"]), "source": str(src)}
+    # What the release's config says (frames, input size, architecture name) travels into the metadata.
+    run_facts = {"frames": facts.frames, "input_size": facts.input_size, "arch_name": facts.arch_name,
+                 "source": str(src)}
     if model.prompts is None:
-        save_weights(out, model, extra)
+        save_weights(out, model, describe(model, train_mode=facts.train_mode, template=facts.template, **run_facts))
         print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
         return
     prompts = model.prompts
     model.prompts = None
     model.head.vision_prompts = None
     model.set_train_mode("frozen")
-    save_weights(base, model, {**extra, "prompt_template": "a photo of a {}."})
+    # The base is the bridge the prompts were learned on, frozen here; its own training config is not in this file,
+    # and every released bridge used the paper's template.
+    save_weights(base, model, describe(model, template=PAPER_TEMPLATE, **run_facts))
     add_prompts(model, prompts.cfg, base)  # fresh prompts bound to the exported base ...
     model.prompts.load_state_dict(prompts.state_dict())  # ... holding the released values
     model.set_train_mode("prompt")
-    save_weights(out, model, extra)
+    save_weights(out, model, describe(model, template=facts.template, **run_facts))
     print(f"wrote {base} (weights) and {out} (prompts, {out.stat().st_size / 2**10:.0f} KiB, bound to {base.name})")
 
 

@@ -17,11 +17,12 @@ def zeroshot(
     clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights (plain CLIP, or the token table a paper "
                                                             ".pth needs)"),
     arch: str = typer.Option("ViT-B-16", "--arch", help="architecture of --clip weights given as an open_clip tag"),
-    frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: checkpoint's, else 32)"),
+    frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: the checkpoint's)"),
     views: str = typer.Option("1x1", "--views", help="CLIPSxCROPS: 1x1 or 4x3"),
     top_k: int = typer.Option(5, "--top-k", help="labels shown per video"),
     vanilla: bool = typer.Option(False, "--vanilla", help="bare labels as text, no prompt template"),
-    template: Optional[str] = typer.Option(None, "--template", help="prompt template, e.g. 'a video of {}.'"),
+    template: Optional[str] = typer.Option(None, "--template", help="prompt template, e.g. 'a video of {}.' "
+                                                                    "(default: the checkpoint's)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write video,label,prob rows (.csv) or .json"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),
@@ -29,6 +30,7 @@ def zeroshot(
 ) -> None:
     from vifi.cli.eval import check_backend, parse_views
     from vifi.errors import VifiError
+    from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
     from vifi.zeroshot import classify, collect_videos, parse_labels, print_top_k, write_output
 
@@ -42,17 +44,9 @@ def zeroshot(
     if out is not None and out.is_dir():
         raise VifiError(f"--out {out} is a folder; give a file name ending in .csv or .json")
     paths = collect_videos(videos)
-    model, meta = load_for_inference(checkpoint, clip, arch)
-    if vanilla:
-        text_template = None
-    elif template is not None:
-        text_template = template
-    elif "prompt_template" in meta:  # what the checkpoint was trained with; "" = bare names
-        text_template = meta["prompt_template"] or None
-    else:
-        text_template = "a photo of a {}."
-    table = classify(paths, names, model, meta, frames=frames, views=view_pair, template=text_template,
-                     device=device, batch=batch, backend=backend)
+    model, facts = load_for_inference(checkpoint, clip, arch)
+    inputs = inference_inputs(facts, frames=frames, template=template, vanilla=vanilla)
+    table = classify(paths, names, model, inputs, views=view_pair, device=device, batch=batch, backend=backend)
     print_top_k(table, min(top_k, len(names)))
     if out is not None:
         write_output(table, out)

@@ -1,39 +1,45 @@
-"""vifi checkpoints: one safetensors file of CLIP weights whose metadata holds the architecture and run facts.
+"""vifi checkpoints: one safetensors file of CLIP weights (or of prompt tensors) whose metadata is the checkpoint's
+facts (vifi.model.facts): architecture, train mode, frames, input size, template, prompt sizes, base.
 
-The architecture travels with the weights, so `vifi eval --checkpoint X` rebuilds the model without the config.
+The facts travel with the weights, so `vifi eval --checkpoint X` rebuilds and feeds the model without the config.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import Any, Mapping
 
 from vifi.errors import VifiError
 from vifi.fileio import atomic_path, sha256_file
+from vifi.model.facts import CheckpointFacts, describe, from_metadata, to_metadata
 
 FORMAT = "vifi-clip/1"
 PROMPT_FORMAT = "vifi-prompts/1"  # prompt tensors only, bound to the base checkpoint they were learned on
 
 
-def save_weights(path: str | Path, model, extra: dict[str, Any] | None = None) -> None:
-    """A prompting model saves its prompt tensors and its base's path + hash; any other model all CLIP weights."""
+def save_weights(path: str | Path, model, facts: CheckpointFacts | Mapping[str, Any] | None = None) -> None:
+    """Weights + the checkpoint's facts as metadata. A prompting model saves its prompt tensors only (bound to its
+    base by path + hash); any other model all CLIP weights.
+
+    `facts`: the record, or the run facts (frames, template, ...) as keywords of `facts.describe`.
+    """
     from safetensors.torch import save_file
 
-    if model.train_mode == "prompt":
+    if not isinstance(facts, CheckpointFacts):
+        facts = describe(model, **dict(facts or {}))
+    if facts.arch != model.arch:
+        raise ValueError("facts describe another architecture than the model being saved")
+    if facts.train_mode == "prompt":
+        if model.prompts is None or facts.prompt != model.prompts.cfg or not facts.base_sha256:
+            raise ValueError("prompt facts need the model's prompts and the base they were learned on")
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.prompts.state_dict().items()}
-        meta = {"format": PROMPT_FORMAT, "arch": json.dumps(model.arch), "train_mode": "prompt",
-                "prompt": model.prompts.cfg.model_dump_json(), "base_path": model.base_ref["path"],
-                "base_sha256": model.base_ref["sha256"]}
+        fmt = PROMPT_FORMAT
     else:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.clip.state_dict().items()}
-        meta = {"format": FORMAT, "arch": json.dumps(model.arch), "train_mode": model.train_mode}
-    for key, value in (extra or {}).items():
-        meta[key] = value if isinstance(value, str) else json.dumps(value)
+        fmt = FORMAT
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        save_file(tensors, str(tmp), metadata={"format": fmt, **to_metadata(facts)})
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -44,6 +50,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             return dict(fh.metadata() or {})
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
         raise VifiError(f"{path} is not a readable safetensors checkpoint ({str(exc).splitlines()[0][:120]})") from None
+
+
+def read_facts(path: str | Path) -> CheckpointFacts:
+    """The facts of a vifi checkpoint or prompt artifact file."""
+    meta = read_metadata(path)
+    if meta.get("format") not in (FORMAT, PROMPT_FORMAT):
+        raise VifiError(f"{path} is not a vifi checkpoint (use `vifi export` for other formats)")
+    return from_metadata(meta, str(path))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -62,31 +76,29 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_weights_into(model, path: str | Path) -> dict[str, str]:
+def load_weights_into(model, path: str | Path) -> CheckpointFacts:
     """Load a vifi checkpoint into `model`; a different architecture is a user error naming the first mismatch."""
     from safetensors.torch import load_file
 
     path = resolve_checkpoint(path)
-    meta = read_metadata(path)
-    if meta.get("format") == PROMPT_FORMAT:
-        _check_same_base(model, meta, path)
+    facts = read_facts(path)
+    if facts.train_mode == "prompt":
+        _check_same_base(model, facts, path)
         model.prompts.load_state_dict(_checked_state(load_file(str(path)), model.prompts.state_dict(), path,
                                                      "prompt sizes"))
-        return meta
-    if meta.get("format") != FORMAT:
-        raise VifiError(f"{path} is not a vifi checkpoint (use `vifi export` for other formats)")
+        return facts
     model.clip.load_state_dict(_checked_state(load_file(str(path)), model.clip.state_dict(), path,
                                               f"the architecture {model.arch_name()} (another architecture)"))
-    return meta
+    return facts
 
 
-def _check_same_base(model, meta: dict[str, str], path: Path) -> None:
+def _check_same_base(model, facts: CheckpointFacts, path: Path) -> None:
     if model.prompts is None:
         raise VifiError(f"{path} holds prompts only; load it with `vifi eval --checkpoint {path}` (it names its base)")
     own = model.base_ref.get("sha256")
-    if own != meta.get("base_sha256"):
-        raise VifiError(f"prompt artifact {path} was learned on base {meta.get('base_path')} "
-                        f"(sha256 {meta.get('base_sha256', '?')[:12]}), not on this model's base "
+    if own != facts.base_sha256:
+        raise VifiError(f"prompt artifact {path} was learned on base {facts.base_path} "
+                        f"(sha256 {(facts.base_sha256 or '?')[:12]}), not on this model's base "
                         f"{model.base_ref.get('path')} (sha256 {(own or '?')[:12]})")
 
 
@@ -112,7 +124,8 @@ def is_safetensors(path: Path) -> bool:
 
 
 def build_from_checkpoint(path: str | Path, train_mode: str = "frozen", clip: str | None = None):
-    """A ViFiCLIP from a vifi checkpoint, a vifi prompt artifact (with its base) or a paper release `.pth`.
+    """(ViFiCLIP, its CheckpointFacts) from a vifi checkpoint, a vifi prompt artifact (with its base) or a paper
+    release `.pth`.
 
     `clip`: CLIP weights, needed only by paper releases (they lack the token-embedding table).
     """
@@ -123,28 +136,23 @@ def build_from_checkpoint(path: str | Path, train_mode: str = "frozen", clip: st
     if not is_safetensors(path):
         from vifi.model.paper_import import load_paper_checkpoint
 
-        model, meta = load_paper_checkpoint(path, clip)
+        model, facts = load_paper_checkpoint(path, clip)
         if train_mode != "prompt":
             model.set_train_mode(train_mode if model.prompts is None else "frozen")
-        return model, meta
-    meta = read_metadata(path)
-    if meta.get("format") == PROMPT_FORMAT:
-        from vifi.config import PromptConfig
-
-        base = Path(meta["base_path"])
+        return model, facts
+    facts = read_facts(path)
+    if facts.train_mode == "prompt":
+        base = Path(facts.base_path or "")
         if not base.is_file():
             raise VifiError(f"prompt artifact {path} needs its base checkpoint {base}, which is not there")
         model, _ = build_from_checkpoint(base, "frozen", clip)
-        add_prompts(model, PromptConfig.model_validate_json(meta["prompt"]), base)
+        add_prompts(model, facts.prompt, base)
         load_weights_into(model, path)
         model.set_train_mode("prompt" if train_mode == "prompt" else "frozen")
-        return model, meta
-    if meta.get("format") != FORMAT:
-        raise VifiError(f"{path} is not a vifi checkpoint (use `vifi export` for other formats)")
-    arch = json.loads(meta["arch"])
-    model = ViFiCLIP(build_clip(arch), arch, "frozen" if train_mode == "prompt" else train_mode)
+        return model, facts
+    model = ViFiCLIP(build_clip(facts.arch), facts.arch, "frozen" if train_mode == "prompt" else train_mode)
     load_weights_into(model, path)
-    return model, meta
+    return model, facts
 
 
 def add_prompts(model, cfg, base_path: str | Path) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from vifi.config import ModelConfig
+from vifi.config import DataConfig, ModelConfig
 from vifi.errors import VifiError
 from vifi.model.backbone import load_clip
+from vifi.model.facts import CheckpointFacts, check_training_inputs, plain_clip
 from vifi.model.vifi_clip import ViFiCLIP
 
 
-def build_model(cfg: ModelConfig) -> ViFiCLIP:
+def build_model(cfg: ModelConfig, data: DataConfig | None = None) -> ViFiCLIP:
+    """The model a run trains. Starting from a checkpoint, the run keeps its own frames and input size (`data`), as
+    the reference's configs do, with one notice when the checkpoint was trained with others."""
     if cfg.train == "prompt":
         from vifi.model.checkpoint import add_prompts, build_from_checkpoint, resolve_checkpoint
 
@@ -16,24 +19,31 @@ def build_model(cfg: ModelConfig) -> ViFiCLIP:
             raise VifiError("prompting learns on top of a fine-tuned checkpoint (the bridge): pass --bridge CKPT "
                             "(or set model.init_from)")
         base = resolve_checkpoint(cfg.init_from)
-        model, meta = build_from_checkpoint(base, "frozen", cfg.clip)
-        if meta.get("train_mode") == "prompt" or model.prompts is not None:
+        model, facts = build_from_checkpoint(base, "frozen", cfg.clip)
+        if facts.train_mode == "prompt" or model.prompts is not None:
             raise VifiError(f"{base} is a prompt artifact; the bridge must be a fine-tuned model checkpoint")
+        _check_run_inputs(facts, data, "the bridge")
         add_prompts(model, cfg.prompt, base)
         model.set_train_mode("prompt")
         return model
     if cfg.init_from:
         from vifi.model.checkpoint import build_from_checkpoint
 
-        model, _ = build_from_checkpoint(cfg.init_from, cfg.train, cfg.clip)
+        model, facts = build_from_checkpoint(cfg.init_from, cfg.train, cfg.clip)
+        _check_run_inputs(facts, data, "model.init_from")
         return model
     clip, arch = load_clip(cfg.arch, cfg.clip)
     return ViFiCLIP(clip, arch, cfg.train)
 
 
+def _check_run_inputs(facts: CheckpointFacts, data: DataConfig | None, role: str) -> None:
+    if data is not None:
+        check_training_inputs(facts, data.frames, data.input_size, role)
+
+
 def load_for_inference(checkpoint: str | None, clip: str | None, arch: str = "ViT-B-16"):
-    """(frozen model, metadata) from a checkpoint (vifi, prompt artifact, run folder, paper .pth + `clip`), or plain
-    CLIP from `clip` weights alone, which gets the paper's template."""
+    """(frozen model, its CheckpointFacts) from a checkpoint (vifi, prompt artifact, run folder, paper .pth + `clip`),
+    or plain CLIP from `clip` weights alone, whose facts are the paper's zero-shot defaults."""
     if checkpoint:
         from vifi.model.checkpoint import build_from_checkpoint
 
@@ -41,7 +51,7 @@ def load_for_inference(checkpoint: str | None, clip: str | None, arch: str = "Vi
     if not clip:
         raise VifiError("give --checkpoint (a vifi or paper checkpoint) or --clip (plain CLIP weights)")
     model, arch_cfg = load_clip(arch, clip)
-    return ViFiCLIP(model, arch_cfg, "frozen"), {"prompt_template": "a photo of a {}."}
+    return ViFiCLIP(model, arch_cfg, "frozen"), plain_clip(arch_cfg)
 
 
 def prompt_template(cfg: ModelConfig) -> str | None:

@@ -12,6 +12,8 @@ Key mapping onto open_clip's CLIP (after stripping DDP's `module.`):
   prompt_learner.{token_prefix,token_suffix,complete_text_embeddings} -> dropped (class-specific, rebuilt)
   prompt_learner.ctx, image_encoder.VPT, *.resblocks.{i}.VPT_shallow -> the prompt tensors (vifi.model.prompts)
 The token-embedding table is not in these files (the reference never trains it): it comes from CLIP's weights.
+The pickled config says what the model was trained with (frames, input size, architecture, train mode, CTX_INIT,
+prompt sizes): `paper_facts` turns it into the checkpoint's facts (vifi.model.facts).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import pickle
 import re
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from vifi.errors import VifiError
+from vifi.model.facts import DEFAULT_FRAMES, CheckpointFacts
 
 _DROPPED = ("prompt_learner.token_prefix", "prompt_learner.token_suffix", "prompt_learner.complete_text_embeddings")
 _TEXT_TOP = ("transformer.", "positional_embedding", "ln_final.", "text_projection")
@@ -137,9 +141,118 @@ def map_paper_state(model_state: dict[str, torch.Tensor], path: str | Path):
     return clip, prompts, sizes
 
 
-def load_paper_checkpoint(path: str | Path, clip_weights: str | None):
-    """A ViFiCLIP (with prompts when the file has them) built from a paper `.pth` and CLIP's token embedding."""
+# The reference's config keys vifi reads (docs/design.md, "Paper checkpoints"), and what a missing key means. Every
+# release pickles its whole merged config, so all keys are present in practice; the fallbacks are vifi's defaults.
+_FRAMES, _INPUT_SIZE, _ARCH = ("DATA", "NUM_FRAMES"), ("DATA", "INPUT_SIZE"), ("MODEL", "ARCH")
+_TRAINER = ("TRAINER", "ViFi_CLIP")
+_PAPER_DEFAULT_INIT = "a photo of a"
+
+
+def _config_value(config, keys: tuple[str, ...], default):
+    node = config
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _config_int(config, keys: tuple[str, ...], default: int, path) -> int:
+    value = _config_value(config, keys, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise VifiError(f"{path}: its config's {'.'.join(keys)} is {value!r}, not a count; the file is damaged")
+    return value
+
+
+def _config_str(config, keys: tuple[str, ...], default: str, path) -> str:
+    value = _config_value(config, keys, default)
+    if not isinstance(value, str):
+        raise VifiError(f"{path}: its config's {'.'.join(keys)} is {value!r}, not text; the file is damaged")
+    return value
+
+
+def finetune_template(ctx_init: str) -> str:
+    """The fine-tuned models' class text: `"<CTX_INIT> <name>."`, '_' read as a space in CTX_INIT only
+    (docs/design.md)."""
+    prefix = ctx_init.replace("_", " ").strip()
+    return f"{prefix} {{}}." if prefix else "{}."
+
+
+def _arch_name(config, arch: dict, path) -> str | None:
+    """MODEL.ARCH as an open_clip name ("ViT-B/16" -> "ViT-B-16"), checked against the shapes of the weights."""
+    from vifi.model.backbone import arch_config
+
+    named = _config_str(config, _ARCH, "", path)
+    if not named:
+        return None
+    name = named.replace("/", "-")
+    try:
+        expected = arch_config(name)
+    except VifiError:
+        raise VifiError(f"{path}: its config names the architecture {named!r}, which open_clip does not know; "
+                        "vifi reads ViT CLIP releases (e.g. ViT-B/16)") from None
+    dims = [("vision_cfg", "image_size"), ("vision_cfg", "patch_size"), ("vision_cfg", "width"),
+            ("vision_cfg", "layers"), ("text_cfg", "width"), ("text_cfg", "layers")]
+    for tower, key in dims:
+        if expected[tower].get(key) != arch[tower][key]:
+            raise VifiError(f"{path}: its config names {named} but its weights have {tower.split('_')[0]} {key} "
+                            f"{arch[tower][key]} ({named}: {expected[tower].get(key)}); the file is inconsistent")
+    return name
+
+
+def paper_facts(config, arch: dict, sizes: dict | None, path) -> CheckpointFacts:
+    """What a release's pickled config (a plain dict after the safe unpickler) says about its model.
+
+    NUM_FRAMES, INPUT_SIZE and MODEL.ARCH become the defaults of every command; USE (or PROMPT_MODEL) is the train
+    mode; CTX_INIT gives the class text and, for n_t <= 4, the prompt init; prompt sizes must match the tensors.
+    """
     from vifi.config import PromptConfig
+    from vifi.model.prompts import Prompts
+
+    if config is not None and not isinstance(config, dict):
+        raise VifiError(f"{path}: its 'config' is a {type(config).__name__}, not the reference's yacs config")
+    frames = _config_int(config, _FRAMES, DEFAULT_FRAMES, path)
+    input_size = _config_int(config, _INPUT_SIZE, arch["vision_cfg"]["image_size"], path)
+    if frames < 1:
+        raise VifiError(f"{path}: its config's DATA.NUM_FRAMES is 0; the file is damaged")
+    if input_size != arch["vision_cfg"]["image_size"]:
+        raise VifiError(f"{path}: its config's DATA.INPUT_SIZE is {input_size} but its weights take "
+                        f"{arch['vision_cfg']['image_size']}-pixel images; the file is inconsistent")
+    ctx_init = _config_str(config, _TRAINER + ("CTX_INIT",), _PAPER_DEFAULT_INIT, path)
+    use = _config_str(config, _TRAINER + ("USE",), "both", path)
+    if use not in ("both", "image", "text"):
+        raise VifiError(f"{path}: its config's TRAINER.ViFi_CLIP.USE is {use!r}; expected both, image or text")
+    if _config_value(config, _TRAINER + ("PROMPT_MODEL",), False) is True and not sizes:
+        raise VifiError(f"{path}: its config says TRAINER.ViFi_CLIP.PROMPT_MODEL but it holds no prompt tensors; "
+                        "the file is damaged")
+    prompt = None
+    if sizes:
+        prompt = PromptConfig(init=ctx_init, **sizes)
+        _check_prompt_sizes(config, sizes, path)
+    return CheckpointFacts(
+        arch=arch, train_mode="prompt" if prompt is not None else use, frames=frames, input_size=input_size,
+        template=Prompts.template_for(prompt) if prompt is not None else finetune_template(ctx_init),
+        prompt=prompt, arch_name=_arch_name(config, arch, path), path=str(path))
+
+
+def _check_prompt_sizes(config, sizes: dict, path) -> None:
+    """The tensors are what loads; a config that says otherwise means a damaged or hand-edited file."""
+    if config is None:
+        return
+    for tower, n_key, d_key in (("vision", "N_CTX_VISION", "PROMPT_DEPTH_VISION"),
+                                ("text", "N_CTX_TEXT", "PROMPT_DEPTH_TEXT")):
+        n = _config_int(config, _TRAINER + (n_key,), sizes[f"{tower}_tokens"], path)
+        d = _config_int(config, _TRAINER + (d_key,), sizes[f"{tower}_depth"], path)
+        said = (n, d) if n and d else (0, 0)  # zero tokens or zero depth: no prompts in that tower
+        held = (sizes[f"{tower}_tokens"], sizes[f"{tower}_depth"])
+        if said != held:
+            raise VifiError(f"{path}: its config says {tower} prompts {n_key}={n}, {d_key}={d} but it holds "
+                            f"{held[0]} tokens in {held[1]} blocks; the file is inconsistent")
+
+
+def load_paper_checkpoint(path: str | Path, clip_weights: str | None):
+    """(ViFiCLIP with prompts when the file has them, its CheckpointFacts) from a paper `.pth` and CLIP's token
+    table."""
     from vifi.model.backbone import clip_from_state_dict, read_weight_file
     from vifi.model.prompts import Prompts
     from vifi.model.vifi_clip import ViFiCLIP
@@ -160,14 +273,15 @@ def load_paper_checkpoint(path: str | Path, clip_weights: str | None):
         raise VifiError(f"--clip {clip_weights} has no token_embedding.weight")
     clip_state["token_embedding.weight"] = source["token_embedding.weight"]
     clip, arch = clip_from_state_dict(clip_state, str(path))
+    facts = paper_facts(obj.get("config"), arch, sizes, path)
     model = ViFiCLIP(clip, arch, "frozen")
-    if sizes:
+    if facts.prompt is not None:
         from vifi.fileio import sha256_file
 
-        cfg = PromptConfig(init="", **sizes)  # shipped prompt sizes are > 4 tokens: "X" placeholders
-        model.attach_prompts(Prompts(cfg, clip))
+        # CTX_INIT is honoured for n_t <= 4 (its tokens start the context and prefix the class text); the loaded
+        # tensors then replace whatever the init put there.
+        model.attach_prompts(Prompts(facts.prompt, clip))
         model.prompts.load_state_dict({k: v.float() for k, v in prompt_state.items()})
         model.base_ref = {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
-    meta = {"prompt_template": Prompts.template_for(model.prompts.cfg) if sizes else "a photo of a {}.",
-            "frames": "32", "input_size": str(arch["vision_cfg"]["image_size"]), "source": str(path)}
-    return model, meta
+        facts = replace(facts, base_path=model.base_ref["path"], base_sha256=model.base_ref["sha256"])
+    return model, facts

@@ -36,7 +36,8 @@ def cls_attention(model, videos: torch.Tensor) -> torch.Tensor:
 
 
 def attention_rows(checkpoints: list[str], video: Path, *, frames: int | None, device=None, clip=None):
-    """For each checkpoint: (name, display frames uint8 [T, S, S, 3], attention [T, g, g])."""
+    """For each checkpoint: (name, display frames uint8 [T, S, S, 3], attention [T, g, g]); T = `frames`, else the
+    checkpoint's frames."""
     from vifi.data.annotations import Entry
     from vifi.data.augment import normalise
     from vifi.data.dataset import ClipSpec, EvalClips
@@ -47,11 +48,13 @@ def attention_rows(checkpoints: list[str], video: Path, *, frames: int | None, d
     runtime = setup_runtime(device, "fp32")
     rows = []
     for ckpt in checkpoints:
-        model, meta = build_from_checkpoint(ckpt, clip=clip)
+        model, facts = build_from_checkpoint(ckpt, clip=clip)
         model.to(runtime.device).eval()
-        t = frames or int(meta.get("frames", 8))
-        size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
-        item = EvalClips([Entry(str(Path(video).resolve()), 0)], "/", ClipSpec(t, size))[0]
+        # `frames` is a column count, not a model input: each frame's attention depends on that frame alone (the
+        # image tower sees frames one by one), so showing fewer frames than the model was trained with is no
+        # contradiction and gets no notice.
+        item = EvalClips([Entry(str(Path(video).resolve()), 0)], "/",
+                         ClipSpec(frames or facts.frames, facts.input_size))[0]
         if item["failed"]:
             raise VifiError(item["failed"])
         shown = item["frames"][0]  # [T, S, S, 3] uint8, the centre crop the model sees

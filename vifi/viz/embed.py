@@ -32,19 +32,19 @@ def embed_videos(checkpoint: str, data: str, root: str, *, frames: int | None, c
     from vifi.data.dataset import ClipSpec, EvalClips, collate
     from vifi.engine.runtime import setup_runtime
     from vifi.model.checkpoint import build_from_checkpoint
+    from vifi.model.facts import inference_inputs
 
     entries = read_annotation_list(data)
     labels = np.array([e.label for e in entries])
     path = Path(cache_dir) / f"embeddings-{cache_key(checkpoint, data, frames)}.npy"
     if path.is_file():  # before building the model: a cached figure costs nothing
         return np.load(path), labels
-    model, meta = build_from_checkpoint(checkpoint, clip=clip)
-    frames = frames or int(meta.get("frames", 32))
+    model, facts = build_from_checkpoint(checkpoint, clip=clip)
+    inputs = inference_inputs(facts, frames=frames)
     runtime = setup_runtime(device, "auto")
     model.to(runtime.device).eval()
-    size = int(meta.get("input_size", model.arch["vision_cfg"]["image_size"]))
-    loader = DataLoader(EvalClips(entries, root, ClipSpec(frames, size)), batch_size=batch, num_workers=num_workers,
-                        collate_fn=collate)
+    loader = DataLoader(EvalClips(entries, root, ClipSpec(inputs.frames, inputs.input_size)), batch_size=batch,
+                        num_workers=num_workers, collate_fn=collate)
     out = []
     for item in loader:
         if any(item["failed"]):
