@@ -24,7 +24,7 @@ def parse_labels(labels: str | None, labels_file: str | None) -> list[str]:
         path = Path(labels_file)
         if not path.is_file():
             raise VifiError(f"--labels-file {path}: file not found")
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     else:
         names = [part.strip() for part in labels.split(",")]
     names = [n for n in names if n]
