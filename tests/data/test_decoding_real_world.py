@@ -86,13 +86,13 @@ def _real_videos(tmp_path):
 
 def test_pyav_converts_only_the_sampled_frames_and_gives_todays_frames(tmp_path, monkeypatch):
     converted = []
-    real = decoding._to_rgb
+    real = decoding.to_displayed_rgb
 
     def spy(frame):
         converted.append(frame)
         return real(frame)
 
-    monkeypatch.setattr(decoding, "_to_rgb", spy)
+    monkeypatch.setattr(decoding, "to_displayed_rgb", spy)
     for path in _real_videos(tmp_path):
         converted.clear()
         pick = lambda n: np.array([n - 1, 0, n // 2, n // 2, 3])  # noqa: E731 - repeats and any order

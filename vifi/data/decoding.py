@@ -160,7 +160,7 @@ def _video_stream(container, path: str):
     return container.streams.video[0]
 
 
-def _to_rgb(frame) -> np.ndarray:
+def to_displayed_rgb(frame) -> np.ndarray:
     """One decoded frame -> RGB uint8 as displayed (the container's rotation applied, as decord and players do)."""
     rgb = frame.to_ndarray(format="rgb24")
     turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns
@@ -208,6 +208,6 @@ def _decode_at(path: str, indices: np.ndarray) -> tuple[dict[int, np.ndarray], i
     with av.open(path) as container:
         for i, frame in enumerate(container.decode(_video_stream(container, path))):
             if i in wanted:
-                frames[i] = _to_rgb(frame)
+                frames[i] = to_displayed_rgb(frame)
             total = i + 1
     return frames, total
