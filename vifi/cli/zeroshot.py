@@ -26,6 +26,8 @@ def zeroshot(
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),
     backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
+    skip_undecodable: bool = typer.Option(False, "--skip-undecodable", help="score the videos that decode; name "
+                                                                            "each one that does not on stderr"),
 ) -> None:
     from vifi.cli.eval import check_backend, parse_views
     from vifi.errors import VifiError
@@ -52,7 +54,7 @@ def zeroshot(
     else:
         text_template = "a photo of a {}."
     table = classify(paths, names, model, meta, frames=frames, views=view_pair, template=text_template,
-                     device=device, batch=batch, backend=backend)
+                     device=device, batch=batch, backend=backend, skip_undecodable=skip_undecodable)
     print_top_k(table, min(top_k, len(names)))
     if out is not None:
         write_output(table, out)
