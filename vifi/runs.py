@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from vifi.config import RunConfig, dump_config
-from vifi.data.annotations import check_videos_exist, read_annotation_list, read_label_csv
+from vifi.data.annotations import check_videos_exist, read_annotation_list, read_label_csv, read_path_lines
 from vifi.data.dataset import ClipSpec, EvalClips, TrainClips
 from vifi.engine.evaluate import EvalResult, class_text_features, evaluate
 from vifi.engine.runtime import Runtime, seed_everything, set_deterministic, setup_runtime
@@ -79,7 +79,7 @@ def skip_quarantined(entries, cfg: RunConfig, verbose: bool):
         return entries
     if not Path(path).is_file():
         raise VifiError(f"data.quarantine {path}: file not found")
-    bad = {line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()}
+    bad = set(read_path_lines(path))  # whole lines: quarantined paths may hold spaces
     kept = [e for e in entries if e.path not in bad]
     if verbose and len(kept) < len(entries):
         print(f"skipping {len(entries) - len(kept)} quarantined training videos listed in {path}", flush=True)

@@ -8,6 +8,7 @@ Few-shot base lists: for each base class in label order, `random.seed(seed)` the
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ import numpy as np
 from vifi.data.annotations import Entry, read_annotation_list, read_label_csv, write_annotation_list, write_label_csv
 from vifi.errors import VifiError
 from vifi.fileio import sha256_file, write_json_atomic
+from vifi.outfolder import staged_folder
+
+RECORD = "split.json"  # written last in every split folder; marks a folder `--overwrite` may replace
 
 
 def base_novel_classes(counts: list[int]) -> tuple[list[int], list[int]]:
@@ -45,9 +49,11 @@ def few_shot_per_class(entries: list[Entry], num_classes: int, shots: int, seed:
 
 
 def make_base2novel(train_list: str, val_list: str, labels_csv: str, out: str | Path, shots: int = 16,
-                    seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
+                    seeds: tuple[int, ...] = (1, 2, 3), overwrite: bool = False) -> dict:
     out = Path(out)
     names = read_label_csv(labels_csv)
+    if len(names) < 2:
+        raise VifiError(f"{labels_csv} lists {len(names)} class; base-to-novel needs at least 2 (half of them novel)")
     train = read_annotation_list(train_list, len(names))
     val = read_annotation_list(val_list, len(names))
     counts = [0] * len(names)
@@ -59,16 +65,9 @@ def make_base2novel(train_list: str, val_list: str, labels_csv: str, out: str | 
                         "base/novel needs a training split covering every class")
     base, novel = base_novel_classes(counts)
     base_train = reindex(train, base)
-    out.mkdir(parents=True, exist_ok=True)
-    write_label_csv(out / "base_labels.csv", [names[i] for i in base])
-    write_label_csv(out / "novel_labels.csv", [names[i] for i in novel])
-    write_annotation_list(out / "base_train.txt", base_train)
-    write_annotation_list(out / "base_val.txt", reindex(val, base))
-    write_annotation_list(out / "novel_val.txt", reindex(val, novel))
     base_names = [names[i] for i in base]
-    for seed in seeds:
-        chosen = few_shot_per_class(base_train, len(base), shots, seed, base_names)
-        write_annotation_list(out / f"fs_base_s{seed}_train.txt", chosen)
+    few_shot = {seed: few_shot_per_class(base_train, len(base), shots, seed, base_names) for seed in seeds}
+    notice_absent_classes(val, names, val_list)
     record = {
         "protocol": "base2novel",
         "rule": "counts on train list; numpy argsort(kind='stable') ascending; novel = first floor(C/2); "
@@ -78,20 +77,45 @@ def make_base2novel(train_list: str, val_list: str, labels_csv: str, out: str | 
                    "labels": {"path": str(labels_csv), "sha256": sha256_file(labels_csv)}},
         "shots": shots, "seeds": list(seeds), "n_base": len(base), "n_novel": len(novel),
     }
-    write_json_atomic(out / "split.json", record)
+    with staged_folder(out, "--out", overwrite, RECORD) as tmp:
+        write_label_csv(tmp / "base_labels.csv", base_names)
+        write_label_csv(tmp / "novel_labels.csv", [names[i] for i in novel])
+        write_annotation_list(tmp / "base_train.txt", base_train)
+        write_annotation_list(tmp / "base_val.txt", reindex(val, base))
+        write_annotation_list(tmp / "novel_val.txt", reindex(val, novel))
+        for seed, chosen in few_shot.items():
+            write_annotation_list(tmp / f"fs_base_s{seed}_train.txt", chosen)
+        write_json_atomic(tmp / RECORD, record)
     return record
 
 
+def notice_absent_classes(entries: list[Entry], names: list[str], list_path) -> list[str]:
+    """Name, in one notice on stderr, the classes with no video in an evaluation list (their accuracy is undefined)."""
+    present = {e.label for e in entries}
+    absent = [n for i, n in enumerate(names) if i not in present]
+    if absent:
+        shown = ", ".join(repr(n) for n in absent[:10]) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+        print(f"notice: {len(absent)} of {len(names)} classes have no video in {list_path}: {shown}", file=sys.stderr,
+              flush=True)
+    return absent
+
+
 def make_kshot(train_list: str, labels_csv: str, out: str | Path, shots: tuple[int, ...] = (2, 4, 8, 16),
-               seed: int = 1) -> dict:
+               seed: int = 1, val_list: str | None = None, overwrite: bool = False) -> dict:
     """All-class K-shot lists: per class in label order, K videos drawn by numpy Generator(seed, K, class).
 
     The published lists' generator is not recoverable (SPEC §5.4); this one is documented and reproducible.
+    `val_list` is only checked (labels in range, classes without videos named) and recorded; it is not rewritten.
     """
     out = Path(out)
     names = read_label_csv(labels_csv)
     train = read_annotation_list(train_list, len(names))
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = {"train_list": {"path": str(train_list), "sha256": sha256_file(train_list)},
+              "labels": {"path": str(labels_csv), "sha256": sha256_file(labels_csv)}}
+    if val_list is not None:
+        notice_absent_classes(read_annotation_list(val_list, len(names)), names, val_list)
+        inputs["val_list"] = {"path": str(val_list), "sha256": sha256_file(val_list)}
+    lists = {}
     for k in shots:
         chosen = []
         for label in range(len(names)):
@@ -100,12 +124,13 @@ def make_kshot(train_list: str, labels_csv: str, out: str | Path, shots: tuple[i
                 raise VifiError(f"class {label} ({names[label]!r}) has {len(videos)} training videos, fewer than K={k}")
             rng = np.random.default_rng([seed, k, label])
             chosen.extend(videos[i] for i in sorted(rng.choice(len(videos), size=k, replace=False).tolist()))
-        write_annotation_list(out / f"train_few_shot_{k}.txt", chosen)
+        lists[k] = chosen
     record = {"protocol": "fewshot", "rule": "per class in label order: numpy default_rng([seed, K, class]).choice "
-              "without replacement, kept in list order", "seed": seed, "shots": list(shots),
-              "inputs": {"train_list": {"path": str(train_list), "sha256": sha256_file(train_list)},
-                         "labels": {"path": str(labels_csv), "sha256": sha256_file(labels_csv)}}}
-    write_json_atomic(out / "split.json", record)
+              "without replacement, kept in list order", "seed": seed, "shots": list(shots), "inputs": inputs}
+    with staged_folder(out, "--out", overwrite, RECORD) as tmp:
+        for k, chosen in lists.items():
+            write_annotation_list(tmp / f"train_few_shot_{k}.txt", chosen)
+        write_json_atomic(tmp / RECORD, record)
     return record
 
 
@@ -125,7 +150,7 @@ def novel_classes(source: list[str], target: list[str]) -> list[str]:
 
 
 def make_zeroshot_k600(k400_labels: str, k600_labels: str, out: str | Path, eval_list: str | None = None,
-                       seeds: tuple[int, ...] = (1, 2, 3), n_classes: int = 160) -> dict:
+                       seeds: tuple[int, ...] = (1, 2, 3), n_classes: int = 160, overwrite: bool = False) -> dict:
     """Zero-shot K600 splits: the K600 classes absent from K400, `n_classes` drawn per seed, sorted by name.
 
     Draw: numpy default_rng(seed).choice(candidates, n_classes, replace=False), then alphabetical order (the
@@ -141,19 +166,13 @@ def make_zeroshot_k600(k400_labels: str, k600_labels: str, out: str | Path, eval
                         f"cannot draw {n_classes} per split")
     entries = read_annotation_list(eval_list, len(k600)) if eval_list else None
     index = {name: i for i, name in enumerate(k600)}
-    out.mkdir(parents=True, exist_ok=True)
-    splits = {}
+    splits, files = {}, {}
     for k, seed in enumerate(seeds, start=1):
         rng = np.random.default_rng(seed)
         chosen = sorted(candidates[i] for i in rng.choice(len(candidates), size=n_classes, replace=False))
-        folder = out / f"split{k}"
-        write_label_csv(folder / "labels.csv", chosen)
-        n_videos = None
-        if entries is not None:
-            videos = reindex(entries, [index[name] for name in chosen])
-            write_annotation_list(folder / "eval.txt", videos)
-            n_videos = len(videos)
-        splits[f"split{k}"] = {"seed": seed, "classes": len(chosen), "videos": n_videos}
+        videos = reindex(entries, [index[name] for name in chosen]) if entries is not None else None
+        files[f"split{k}"] = (chosen, videos)
+        splits[f"split{k}"] = {"seed": seed, "classes": len(chosen), "videos": None if videos is None else len(videos)}
     inputs = {"k400_labels": {"path": str(k400_labels), "sha256": sha256_file(k400_labels)},
               "k600_labels": {"path": str(k600_labels), "sha256": sha256_file(k600_labels)}}
     if eval_list:
@@ -162,5 +181,10 @@ def make_zeroshot_k600(k400_labels: str, k600_labels: str, out: str | Path, eval
               "rule": "candidates = K600 names whose casefolded, whitespace-collapsed form is not a K400 name; per "
                       "seed numpy default_rng(seed).choice(len, n, replace=False); classes sorted by name",
               "candidates": len(candidates), "n_classes": n_classes, "splits": splits, "inputs": inputs}
-    write_json_atomic(out / "split.json", record)
+    with staged_folder(out, "--out", overwrite, RECORD) as tmp:
+        for folder, (chosen, videos) in files.items():
+            write_label_csv(tmp / folder / "labels.csv", chosen)
+            if videos is not None:
+                write_annotation_list(tmp / folder / "eval.txt", videos)
+        write_json_atomic(tmp / RECORD, record)
     return record

@@ -24,7 +24,7 @@ def parse_labels(labels: str | None, labels_file: str | None) -> list[str]:
         path = Path(labels_file)
         if not path.is_file():
             raise VifiError(f"--labels-file {path}: file not found")
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     else:
         names = [part.strip() for part in labels.split(",")]
     names = [n for n in names if n]
@@ -56,14 +56,31 @@ def collect_videos(items: list[str]) -> list[Path]:
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise VifiError(f"video not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    return paths
+    return _each_once(paths)
+
+
+def _each_once(paths: list[Path]) -> list[Path]:
+    """A video given twice (as a file and inside a folder, or twice on stdin) is scored once, at its first place."""
+    seen, unique = set(), []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    if len(unique) < len(paths):
+        print(f"notice: {len(paths) - len(unique)} video(s) given more than once are scored once", file=sys.stderr)
+    return unique
 
 
 def classify(videos: list[Path], names: list[str], model, inputs: InferenceInputs, *, views: tuple[int, int],
-             device: str | None, batch: int = 4, num_workers: int = 0, backend: str = "decord") -> pd.DataFrame:
+             device: str | None, batch: int = 4, num_workers: int = 0, backend: str = "decord",
+             skip_undecodable: bool = False) -> pd.DataFrame:
     """One row per (video, label): video, label, prob; rows of a video sorted by probability, highest first.
 
-    `inputs`: frames, input size and class text, as `vifi.model.facts.inference_inputs` chose them."""
+    `inputs`: frames, input size and class text, as `vifi.model.facts.inference_inputs` chose them. A video that
+    cannot be decoded stops the command, naming it, unless `skip_undecodable`: then each failure is named on stderr
+    and the other videos are scored.
+    """
     from vifi.data.annotations import Entry
     from vifi.data.dataset import ClipSpec, EvalClips
     from vifi.engine.evaluate import class_text_features, video_scores
@@ -74,13 +91,19 @@ def classify(videos: list[Path], names: list[str], model, inputs: InferenceInput
     entries = [Entry(str(p.resolve()), 0) for p in videos]
     dataset = EvalClips(entries, "/", ClipSpec(inputs.frames, inputs.input_size, backend), views[0], views[1])
     text = class_text_features(model, names, inputs.template, runtime)
-    _, _, scores, failed = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
-                                        show_progress=False)
-    if failed:
-        raise VifiError(failed[0][1] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else ""))
+    index, _, scores, failed = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
+                                            show_progress=False)
+    if failed and not skip_undecodable:
+        raise VifiError(failed[0][1] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
+                        + "; pass --skip-undecodable to score the others")
+    for _, message in failed:
+        print(f"warning: skipped: {message}", file=sys.stderr)
+    if failed and len(failed) == len(videos):
+        raise VifiError(f"none of the {len(videos)} videos could be decoded")
     probs = scores / (views[0] * views[1])
     rows = []
-    for path, row in zip(videos, probs):
+    for i, row in zip(index.tolist(), probs):
+        path = videos[i]
         for j in torch.argsort(row, descending=True).tolist():
             rows.append({"video": str(path), "label": names[j], "prob": round(float(row[j]), 6)})
     return pd.DataFrame(rows, columns=["video", "label", "prob"])

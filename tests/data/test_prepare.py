@@ -202,21 +202,22 @@ def test_reencode_keeps_every_frame_never_touches_sources_and_resumes(tmp_path):
     assert proc.returncode == 1, proc.stderr  # two sources could not be re-encoded: not a clean result
     assert "2 videos failed to re-encode" in proc.stdout and "MiB ->" in proc.stdout
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
-    assert sorted(p.name for p in dst.rglob("*") if p.is_file()) == ["v.avi"]  # MJPEG/AVI; no partial outputs
-    assert read_annotation_list(out / "all.txt") == [Entry("a/v.avi", 0)]
-    frames, _ = read_frames(dst / "a" / "v.avi", lambda n: np.arange(n))
+    # MJPEG/AVI named after the whole source name, with its source record; no partial outputs
+    assert sorted(p.name for p in dst.rglob("*") if p.is_file()) == [".v.avi.avi.source.json", "v.avi.avi"]
+    assert read_annotation_list(out / "all.txt") == [Entry("a/v.avi.avi", 0)]
+    frames, _ = read_frames(dst / "a" / "v.avi.avi", lambda n: np.arange(n))
     assert frames.shape[:3] == (20, 48, 64)
     assert np.abs(frames.mean(axis=(1, 2, 3)) - 10 * np.arange(20)).max() < 5  # frame i is still frame i (step 10)
-    stamp = (dst / "a" / "v.avi").stat().st_mtime_ns
+    stamp = (dst / "a" / "v.avi.avi").stat().st_mtime_ns
     again = subprocess.run([sys.executable, "-m", "vifi", "prepare", "generic", "--root", root, "--out", out,
                             "--reencode", dst, "--short-side", "48", "--overwrite", "--no-check"],
                            capture_output=True, text=True, timeout=300)
-    assert (dst / "a" / "v.avi").stat().st_mtime_ns == stamp  # done files are skipped
+    assert (dst / "a" / "v.avi.avi").stat().st_mtime_ns == stamp  # done files are skipped
     h264 = subprocess.run([sys.executable, "-m", "vifi", "prepare", "generic", "--root", root, "--out", out,
                            "--reencode", tmp_path / "h264", "--format", "h264", "--short-side", "48", "--overwrite",
                            "--no-check"], capture_output=True, text=True, timeout=300)
-    assert h264.returncode == 1 and (tmp_path / "h264" / "a" / "v.mp4").is_file()
-    frames, _ = read_frames(tmp_path / "h264" / "a" / "v.mp4", lambda n: np.arange(n))
+    assert h264.returncode == 1 and (tmp_path / "h264" / "a" / "v.avi.mp4").is_file()
+    frames, _ = read_frames(tmp_path / "h264" / "a" / "v.avi.mp4", lambda n: np.arange(n))
     assert frames.shape[0] == 20 and np.abs(frames.mean(axis=(1, 2, 3)) - 10 * np.arange(20)).max() < 5
     inside = subprocess.run([sys.executable, "-m", "vifi", "prepare", "generic", "--root", root, "--out", out,
                              "--reencode", root / "small", "--overwrite"], capture_output=True, text=True, timeout=300)

@@ -105,3 +105,95 @@ def test_cli_interface_writes_the_named_files(tmp_path):
     assert {p.name for p in out.iterdir()} == expected
     train_paths = {l.split()[0] for l in (tmp_path / "train.txt").read_text().splitlines()}
     assert {l.split()[0] for l in (out / "fs_base_s1_train.txt").read_text().splitlines()} <= train_paths
+
+
+# --- output folders: refused when present, built complete or not at all -------------------------------------------
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _vifi(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_existing_split_folder_is_refused_without_overwrite_and_left_intact(tmp_path, demo_data):
+    d = demo_data
+    out = tmp_path / "b2n"
+    make_base2novel(d["train_list"], d["val_list"], d["labels"], out, shots=2)
+    before = _tree(out)
+    for protocol, extra in (("base2novel", ["--val", d["val_list"], "--shots", "1"]), ("fewshot", ["--shots", "1"])):
+        proc = _vifi("splits", "make", protocol, "--train", d["train_list"], "--labels", d["labels"], "--out", out,
+                     *extra)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"error: --out {out} already holds base_labels.csv")
+        assert _tree(out) == before  # fewshot no longer replaces a base-to-novel split.json
+    proc = _vifi("splits", "make", "fewshot", "--train", d["train_list"], "--labels", d["labels"], "--out", out,
+                 "--shots", "1", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(_tree(out)) == ["split.json", "train_few_shot_1.txt"]  # replaced as a whole: nothing old mixed in
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_overwrite_never_replaces_a_folder_that_splits_did_not_write(tmp_path, demo_data):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(VifiError, match=r"holds files this command did not write \(no split.json; first: thesis.tex\)"):
+        make_kshot(demo_data["train_list"], demo_data["labels"], mine, shots=(1,), overwrite=True)
+    assert _tree(mine) == {"thesis.tex": b"precious"}
+
+
+def test_fewshot_failing_at_a_later_k_leaves_no_earlier_list(tmp_path, demo_data):
+    out = tmp_path / "fs"
+    with pytest.raises(VifiError, match="fewer than K=50"):
+        make_kshot(demo_data["train_list"], demo_data["labels"], out, shots=(1, 50))
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    # and over an existing folder (with --overwrite): the previous lists stay exactly as they were
+    make_kshot(demo_data["train_list"], demo_data["labels"], out, shots=(2,))
+    before = _tree(out)
+    with pytest.raises(VifiError, match="fewer than K=50"):
+        make_kshot(demo_data["train_list"], demo_data["labels"], out, shots=(1, 50), overwrite=True)
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["fs"]
+
+
+def test_one_class_base_to_novel_is_refused(tmp_path):
+    (tmp_path / "labels.csv").write_text("id,name\n0,waving\n")
+    (tmp_path / "train.txt").write_text("a.mp4 0\nb.mp4 0\n")
+    with pytest.raises(VifiError, match="lists 1 class; base-to-novel needs at least 2"):
+        make_base2novel(tmp_path / "train.txt", tmp_path / "train.txt", tmp_path / "labels.csv", tmp_path / "out",
+                        shots=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_classes_absent_from_val_are_named_in_one_notice(tmp_path, demo_data, capsys):
+    val = tmp_path / "val.txt"
+    val.write_text("".join(l + "\n" for l in Path(demo_data["val_list"]).read_text().splitlines()
+                           if not l.endswith((" 2", " 4"))))
+    names = read_label_csv(demo_data["labels"])
+    make_base2novel(demo_data["train_list"], val, demo_data["labels"], tmp_path / "b2n", shots=2)
+    err = capsys.readouterr().err
+    assert err == f"notice: 2 of 6 classes have no video in {val}: {names[2]!r}, {names[4]!r}\n"
+
+
+def test_fewshot_refuses_seeds_and_a_missing_val(tmp_path, demo_data):
+    d = demo_data
+    base = ["splits", "make", "fewshot", "--train", d["train_list"], "--labels", d["labels"], "--shots", "1"]
+    proc = _vifi(*base, "--out", tmp_path / "a", "--seeds", "4")
+    assert proc.returncode == 2 and "use --seed N" in proc.stderr and not (tmp_path / "a").exists()
+    proc = _vifi(*base, "--out", tmp_path / "b", "--val", tmp_path / "nope.txt")
+    assert proc.returncode == 2 and proc.stderr == f"error: --val {tmp_path / 'nope.txt'}: file not found\n"
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "is_a_file"])
+def test_out_in_an_impossible_place_is_one_error_line_before_work(tmp_path, demo_data, where):
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    out = blocker / "splits" if where == "under_a_file" else blocker
+    proc = _vifi("splits", "make", "fewshot", "--train", demo_data["train_list"], "--labels", demo_data["labels"],
+                 "--out", out, "--shots", "1")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: --out")
+    assert blocker.read_text() == "x"

@@ -20,7 +20,7 @@ def prepare(
     short_side: int = typer.Option(256, "--short-side", help="re-encode: short side in pixels"),
     fmt: str = typer.Option("mjpeg", "--format", help="re-encode: mjpeg | h264-intra | h264 (docs/data.md)"),
     backend: str = typer.Option("decord", "--backend", help="decoder used by the check: decord | pyav"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace lists already in --out"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an --out folder written by vifi prepare"),
 ) -> None:
     from vifi.cli.eval import check_backend
     from vifi.errors import VifiError

@@ -27,6 +27,8 @@ def zeroshot(
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),
     backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
+    skip_undecodable: bool = typer.Option(False, "--skip-undecodable", help="score the videos that decode; name "
+                                                                            "each one that does not on stderr"),
 ) -> None:
     from vifi.cli.eval import check_backend, parse_views
     from vifi.errors import VifiError
@@ -46,7 +48,8 @@ def zeroshot(
     paths = collect_videos(videos)
     model, facts = load_for_inference(checkpoint, clip, arch)
     inputs = inference_inputs(facts, frames=frames, template=template, vanilla=vanilla)
-    table = classify(paths, names, model, inputs, views=view_pair, device=device, batch=batch, backend=backend)
+    table = classify(paths, names, model, inputs, views=view_pair, device=device, batch=batch, backend=backend,
+                     skip_undecodable=skip_undecodable)
     print_top_k(table, min(top_k, len(names)))
     if out is not None:
         write_output(table, out)

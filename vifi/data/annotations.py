@@ -1,4 +1,8 @@
-"""Annotation lists (`relative/path label` per line) and label CSVs (`id,name`, class index = row order)."""
+"""Annotation lists (`relative/path label` per line) and label CSVs (`id,name`, class index = row order).
+
+The label is the LAST whitespace-separated field of a list line and the path is everything before it, so paths may
+hold spaces, commas, quotes or any unicode (Kinetics class folders have spaces); docs/data.md describes the format.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +37,9 @@ def read_label_csv(path: str | Path) -> list[str]:
         for lineno, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
-            if len(row) <= col:
-                raise VifiError(f"{path}:{lineno}: row has no '{header[col]}' column: {','.join(row)!r}")
+            if len(row) <= col or not row[col].strip():
+                raise VifiError(f"{path}:{lineno}: row has an empty class name: {','.join(row)!r}; give every "
+                                "class a name")
             names.append(row[col].strip())
     if not names:
         raise VifiError(f"label CSV {path} lists no classes")
@@ -56,14 +61,17 @@ def write_label_csv(path: str | Path, names: list[str]) -> None:
 
 
 def read_annotation_list(path: str | Path, num_classes: int | None = None) -> list[Entry]:
-    """Entries of a `path label` list. Whitespace-split like the reference, so CRLF and tabs are fine."""
+    """Entries of a `path label` list: the label is the last whitespace-separated field, the path all before it.
+
+    Surrounding whitespace (CRLF, tabs) is ignored as in the reference's whitespace split; a UTF-8 BOM is dropped.
+    """
     path = Path(path)
     if not path.is_file():
         raise VifiError(f"annotation list not found: {path}")
     entries = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, start=1):
-            parts = line.split()
+            parts = line.strip().rsplit(maxsplit=1)
             if not parts:
                 continue
             if len(parts) != 2:
@@ -71,7 +79,8 @@ def read_annotation_list(path: str | Path, num_classes: int | None = None) -> li
             try:
                 label = int(parts[1])
             except ValueError:
-                raise VifiError(f"{path}:{lineno}: label {parts[1]!r} is not an integer") from None
+                raise VifiError(f"{path}:{lineno}: label {parts[1]!r} is not an integer (the label is the last "
+                                "field of the line)") from None
             if label < 0 or (num_classes is not None and label >= num_classes):
                 raise VifiError(f"{path}:{lineno}: label {label} is out of range for {num_classes} classes "
                                 f"(labels are 0-based rows of the label CSV)")
@@ -84,7 +93,18 @@ def read_annotation_list(path: str | Path, num_classes: int | None = None) -> li
 def write_annotation_list(path: str | Path, entries: list[Entry]) -> None:
     from vifi.fileio import write_text_atomic
 
+    for e in entries:
+        # a path with a line break or surrounding whitespace cannot be read back from a one-line-per-video list
+        if not e.path or e.path != e.path.strip() or "\n" in e.path or "\r" in e.path:
+            raise VifiError(f"cannot write {e.path!r} to the list {path}: a listed path must not start or end with "
+                            "whitespace or hold a line break; rename the file")
     write_text_atomic(path, "".join(f"{e.path} {e.label}\n" for e in entries))
+
+
+def read_path_lines(path: str | Path) -> list[str]:
+    """A one-path-per-line file (quarantine.txt): whole lines, so paths with spaces survive; BOM and blanks dropped."""
+    text = Path(path).read_text(encoding="utf-8-sig")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def check_videos_exist(entries: list[Entry], root: str | Path, list_name: str) -> None:

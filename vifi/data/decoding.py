@@ -1,13 +1,16 @@
-"""Video decoding backends. Both return uint8 frames [K, H, W, 3] (RGB) for the requested indices.
+"""Video decoding backends. Both return uint8 frames [K, H, W, 3] (RGB), as displayed, for the requested indices.
 
 decord is the default (one batched `get_batch` per video); PyAV is the fallback and gives the same frames for the
-same indices (it decodes sequentially and keeps the frames asked for).
+same indices (it decodes sequentially and converts to RGB only the frames asked for). Where decord fails on a video
+that PyAV reads (rotated phone videos, some small H.264 sizes), that video is decoded with PyAV, with one notice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,20 @@ def _decord_reader(path: str):
         with _native_stderr_silenced():
             return decord.VideoReader(path, num_threads=1)
     except Exception as exc:  # noqa: BLE001 - decord raises its own error types
-        raise DecodeError(f"cannot decode video {path}: {str(exc).splitlines()[0][:160]}") from None
+        raise DecodeError(f"cannot decode video {path}: {clean_reason(exc)}") from None
+
+
+def clean_reason(exc: BaseException) -> str:
+    """One short reason for a decoding failure, without library internals (source paths, timestamps, addresses)."""
+    if isinstance(exc, IndexError):
+        return "no video stream"
+    strerror = getattr(exc, "strerror", None)
+    if strerror:  # PyAV: "[Errno 1094995529] Invalid data found when processing input: 'x.mp4'" -> the middle
+        return str(strerror)
+    lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    # decord: "[15:12:47] /github/workspace/src/....cc:171: Check failed: ..." -> "Check failed: ..."
+    text = re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[-1] if lines[-1].startswith("[") else lines[0])
+    return text.strip()[:160]
 
 
 @contextlib.contextmanager
@@ -86,23 +102,29 @@ def resolve_backend(backend: str) -> str:
 def count_frames(path: str | Path, backend: str = "decord") -> int:
     path = str(path)
     if resolve_backend(backend) == "decord":
-        return len(_decord_reader(path))
+        try:
+            return len(_decord_reader(path))
+        except DecodeError:
+            pass  # PyAV may read what decord cannot; it raises the clean reason if it cannot either
     import av
 
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
-            if stream.frames:
-                return int(stream.frames)
-            return sum(1 for _ in container.decode(stream))
-    except (av.error.FFmpegError, IndexError) as exc:
-        raise DecodeError(f"cannot decode video {path}: {exc}") from None
+            return sum(1 for _ in container.decode(_video_stream(container, path)))
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"cannot decode video {path}: {clean_reason(exc)}") from None
 
 
 def read_frames(path: str | Path, indices_fn, backend: str = "decord") -> tuple[np.ndarray, np.ndarray]:
-    """Decode the frames `indices_fn(num_frames)` selects. Returns (frames [K,H,W,3] uint8, indices)."""
+    """Decode the frames `indices_fn(num_frames)` selects. Returns (frames [K,H,W,3] uint8, indices).
+
+    `indices_fn` is called exactly once per video (training draws from a stateful generator in it).
+    """
     path = str(path)
-    if resolve_backend(backend) == "decord":
+    if resolve_backend(backend) == "pyav":
+        return _read_frames_pyav(path, indices_fn)
+    indices = None
+    try:
         reader = _decord_reader(path)
         n = len(reader)
         if n == 0:
@@ -112,21 +134,80 @@ def read_frames(path: str | Path, indices_fn, backend: str = "decord") -> tuple[
         try:
             frames = reader.get_batch(unique.tolist()).asnumpy()
         except Exception as exc:  # noqa: BLE001
-            raise DecodeError(f"cannot decode frames of {path}: {str(exc).splitlines()[0][:160]}") from None
+            raise DecodeError(f"cannot decode frames of {path}: {clean_reason(exc)}") from None
         return frames[inverse], indices
-    return _read_frames_pyav(path, indices_fn)
+    except DecodeError as decord_error:
+        # PyAV raises its own clean reason when it cannot read the video either
+        frames, indices = _read_frames_pyav(path, indices_fn if indices is None else None, indices)
+        _notice_fallback(path, decord_error)
+        return frames, indices
 
 
-def _read_frames_pyav(path: str, indices_fn):
+_NOTICED: set[str] = set()
+
+
+def _notice_fallback(path: str, error: DecodeError) -> None:
+    if path not in _NOTICED:  # once per video and process: training reads each video every epoch
+        _NOTICED.add(path)
+        reason = str(error).split(f"{path}: ", 1)[-1]
+        print(f"notice: decord cannot decode {path} ({reason}); decoded it with PyAV (same frames)",
+              file=sys.stderr, flush=True)
+
+
+def _video_stream(container, path: str):
+    if not container.streams.video:
+        raise DecodeError(f"cannot decode video {path}: no video stream")
+    return container.streams.video[0]
+
+
+def to_displayed_rgb(frame) -> np.ndarray:
+    """One decoded frame -> RGB uint8 as displayed (the container's rotation applied, as decord and players do)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns
+    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
+
+
+def _read_frames_pyav(path: str, indices_fn=None, indices=None):
+    """Decode sequentially; convert to RGB only the frames at the sampled indices (a full 1080p video in RGB is GBs).
+
+    The frame count comes from the container (header, else a packet count) so that the indices can be drawn before
+    decoding; if the decoder then yields a different count, the video is decoded again with the decoded count.
+    """
     import av
 
     try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    except (av.error.FFmpegError, IndexError) as exc:
-        raise DecodeError(f"cannot decode video {path}: {exc}") from None
-    if not decoded:
+        if indices is None:
+            with av.open(path) as container:
+                stream = _video_stream(container, path)
+                n = int(stream.frames) or sum(1 for p in container.demux(stream) if p.size)
+            if n == 0:
+                raise DecodeError(f"video {path} has no frames")
+            indices = np.asarray(indices_fn(n)).reshape(-1)
+            frames, total = _decode_at(path, indices)
+            if total != n and total > 0:  # the container's count was wrong: draw again with the decoded count
+                indices = np.asarray(indices_fn(total)).reshape(-1)
+                frames, total = _decode_at(path, indices)
+        else:
+            frames, total = _decode_at(path, indices)
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"cannot decode video {path}: {clean_reason(exc)}") from None
+    if total == 0:
         raise DecodeError(f"video {path} has no frames")
-    indices = np.asarray(indices_fn(len(decoded))).reshape(-1)
-    return np.stack([decoded[i] for i in indices]), indices
+    if len(indices) and (indices.min() < 0 or indices.max() >= total):
+        raise DecodeError(f"cannot decode frames of {path}: frame {int(indices.max())} asked for, only {total} "
+                          "decodable")
+    return np.stack([frames[i] for i in indices.tolist()]), indices
+
+
+def _decode_at(path: str, indices: np.ndarray) -> tuple[dict[int, np.ndarray], int]:
+    """(RGB frames at `indices`, number of frames decoded), decoding the whole stream from a fresh open."""
+    import av
+
+    wanted = set(indices.tolist())
+    frames, total = {}, 0
+    with av.open(path) as container:
+        for i, frame in enumerate(container.decode(_video_stream(container, path))):
+            if i in wanted:
+                frames[i] = to_displayed_rgb(frame)
+            total = i + 1
+    return frames, total

@@ -24,17 +24,21 @@ def probe_video(args: tuple[str, str, int, str]) -> dict:
     if row["size_bytes"] == 0:
         row["reason"] = "empty file"
         return row
+    from vifi.data.decoding import DecodeError, clean_reason, read_frames
+
     try:
         import av
 
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                row["reason"] = "no video stream"  # e.g. an audio-only file with a video suffix
+                return row
             stream = container.streams.video[0]
             row.update(fps=float(stream.average_rate or 0), width=stream.codec_context.width,
                        height=stream.codec_context.height, codec=stream.codec_context.name)
     except Exception as exc:  # noqa: BLE001 - every failure is a finding about this file
-        row["reason"] = f"cannot open: {str(exc).splitlines()[0][:120]}"
+        row["reason"] = f"cannot open: {clean_reason(exc)}"
         return row
-    from vifi.data.decoding import DecodeError, read_frames
 
     seen = {}
 
@@ -46,7 +50,8 @@ def probe_video(args: tuple[str, str, int, str]) -> dict:
     try:
         frames, _ = read_frames(path, pick, backend)
     except DecodeError as exc:
-        row["reason"] = "no frames" if "no frames" in str(exc) else f"undecodable: {str(exc)[:160]}"
+        reason = str(exc).split(f"{path}: ", 1)[-1]  # the message names the file; the manifest row already does
+        row["reason"] = "no frames" if "no frames" in str(exc) else f"undecodable: {reason}"
         row["frames"] = seen.get("n", 0)
         return row
     row["frames"] = seen["n"]

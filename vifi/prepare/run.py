@@ -7,25 +7,40 @@ from pathlib import Path
 import pandas as pd
 
 from vifi.data.annotations import Entry, write_annotation_list, write_label_csv
-from vifi.errors import VifiError
 from vifi.fileio import sha256_file, write_json_atomic, write_text_atomic
+from vifi.outfolder import check_out_folder, staged_folder
 from vifi.prepare.layouts import read_layout
 
-OUTPUTS = ("labels.csv", "manifest.csv", "quarantine.txt", "missing.txt", "prepare.json", "reencode.csv")
+RECORD = "prepare.json"  # written last; marks a folder that `--overwrite` may replace
 
 
 def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, check: bool = True, workers: int = 4,
             min_frames: int = 8, reencode: Path | None = None, short_side: int = 256, fmt: str = "mjpeg",
             backend: str = "decord", overwrite: bool = False, show_progress: bool = True) -> dict:
+    """Everything is checked first; the lists are built in a temporary sibling of `out`, moved into place complete
+    (so `--overwrite` leaves nothing of the previous run: no stale manifest or quarantine)."""
+    check_out_folder(out, "--out", overwrite, RECORD)
     prepared = read_layout(dataset, root, lists)
-    _refuse_clobber(out, list(prepared.splits), overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    video_root = root
+    if reencode is not None:
+        from vifi.prepare.reencode import check_reencode_target
+
+        check_reencode_target(root, reencode, fmt)
+    with staged_folder(out, "--out", overwrite, RECORD) as staging:
+        record, summary = _prepare_into(staging, out, dataset, root, prepared, check=check, workers=workers,
+                                        min_frames=min_frames, reencode=reencode, short_side=short_side, fmt=fmt,
+                                        backend=backend, show_progress=show_progress)
+    _print_summary(dataset, summary, out)
+    return record
+
+
+def _prepare_into(out: Path, final: Path, dataset: str, root: Path, prepared, *, check, workers, min_frames, reencode,
+                  short_side, fmt, backend, show_progress) -> tuple[dict, dict]:
+    video_root, failed = root, {}
     record: dict = {"dataset": dataset, "root": str(root), "classes": len(prepared.names),
                     "inputs": {str(p): sha256_file(p) for p in prepared.inputs}}
     if reencode is not None:
-        prepared, video_root, record["reencode"] = _reencode(prepared, root, reencode, short_side, fmt, workers, out,
-                                                             show_progress)
+        prepared, failed, video_root, record["reencode"] = _reencode(prepared, root, reencode, short_side, fmt,
+                                                                     workers, out, final, show_progress)
     write_label_csv(out / "labels.csv", prepared.names)
     for split, entries in prepared.splits.items():
         write_annotation_list(out / f"{split}.txt", entries)
@@ -33,8 +48,12 @@ def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, c
         write_text_atomic(out / "missing.txt", "".join(f"{split} {p}\n" for split, paths in prepared.missing.items()
                                                        for p in paths))
     record["video_root"] = str(video_root)
-    summary = {split: {"listed": len(entries) + len(prepared.missing.get(split, [])), "on_disk": len(entries),
-                       "missing": len(prepared.missing.get(split, []))} for split, entries in prepared.splits.items()}
+    summary = {split: {"listed": len(entries) + len(prepared.missing.get(split, [])) + len(failed.get(split, [])),
+                       "on_disk": len(entries), "missing": len(prepared.missing.get(split, []))}
+               for split, entries in prepared.splits.items()}
+    if reencode is not None:
+        for split in summary:
+            summary[split]["reencode_failed"] = len(failed.get(split, []))
     if check:
         unique = sorted({e.path for entries in prepared.splits.values() for e in entries})
         from vifi.prepare.probe import probe_all
@@ -49,20 +68,13 @@ def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, c
             summary[split]["quarantined"] = sum(e.path in bad_set for e in entries)
         record["quarantined"] = {row.path: row.reason for row in bad.itertuples()}
     record["splits"] = summary
-    write_json_atomic(out / "prepare.json", record)
-    _print_summary(dataset, summary, out)
-    return record
+    write_json_atomic(out / RECORD, record)
+    return record, summary
 
 
-def _refuse_clobber(out: Path, splits: list[str], overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise VifiError(f"--out {out} is a file; give a folder")
-    existing = [n for n in (*OUTPUTS, *(f"{s}.txt" for s in splits)) if (out / n).exists()]
-    if existing and not overwrite:
-        raise VifiError(f"{out} already holds {existing[0]}; pass --overwrite to replace the prepared lists")
-
-
-def _reencode(prepared, root: Path, dst: Path, short_side: int, fmt: str, workers: int, out: Path, show_progress):
+def _reencode(prepared, root: Path, dst: Path, short_side: int, fmt: str, workers: int, out: Path, final: Path,
+              show_progress):
+    """Re-encode every listed video; those that fail are left out of the lists and counted as failed (not missing)."""
     from vifi.prepare.reencode import reencode_all
 
     unique = sorted({e.path for entries in prepared.splits.values() for e in entries})
@@ -72,19 +84,20 @@ def _reencode(prepared, root: Path, dst: Path, short_side: int, fmt: str, worker
     write_text_atomic(out / "reencode.csv", table.to_csv(index=False))
     failed = table[table["status"].str.startswith("failed")]
     ok = {r.path: r.output for r in table.itertuples() if not r.status.startswith("failed")}
+    failed_by_split = {}
     for split, entries in prepared.splits.items():
         prepared.splits[split] = [Entry(ok[e.path], e.label) for e in entries if e.path in ok]
         lost = [e.path for e in entries if e.path not in ok]
         if lost:
-            prepared.missing.setdefault(split, []).extend(lost)
+            failed_by_split[split] = lost
     before, after = int(table["bytes_in"].sum()), int(table["bytes_out"].sum())
     print(f"re-encoded {len(ok)} of {len(unique)} videos to {dst} ({fmt}, short side {short_side}): "
           f"{before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB on disk", flush=True)
     if len(failed):
         first = failed.iloc[0]
         print(f"warning: {len(failed)} videos failed to re-encode and are left out of the lists "
-              f"(first: {first['path']}: {first['status']}); see {out / 'reencode.csv'}", flush=True)
-    return prepared, dst, {"format": fmt, "short_side": short_side, "videos": len(ok), "failed": len(failed),
+              f"(first: {first['path']}: {first['status']}); see {final / 'reencode.csv'}", flush=True)
+    return prepared, failed_by_split, dst, {"format": fmt, "short_side": short_side, "videos": len(ok), "failed": len(failed),
                            "bytes_before": before, "bytes_after": after}
 
 
