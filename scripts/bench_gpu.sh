@@ -25,13 +25,26 @@ run() {  # run SECONDS ARGS...: one benchmark, its last line appended to bench.j
 }
 W=(--arch "$ARCH" --frames "$FRAMES" --classes "$CLASSES")
 T=("${W[@]}" --global-batch "$GLOBAL" --micro-batch "$MICRO")
-# 1. the real training step against the reference-equivalent mode (eager both sides)
-run 170 train "${T[@]}" --compare-reference --steps 2 --warmup 1
-# 2. the same step compiled (training's default on CUDA)
-run 200 train "${T[@]}" --compile --steps 2 --warmup 2
-# 3. evaluation, compiled, against the reference at its test batch of 2
-run 120 eval "${W[@]}" --batch "$MICRO" --compile --compare-reference --steps 6 --warmup 3
-# 4. activation checkpointing: a few image blocks, then all of them (eager, compare with 1)
-run 50 train "${T[@]}" --checkpoint-blocks 4 --steps 2 --warmup 1
-run 50 train "${T[@]}" --checkpointing --steps 2 --warmup 1
+PARTS=${PARTS:-compare compiled eval checkpointing}
+for part in $PARTS; do
+  case $part in
+    compare)  # the real training step against the reference-equivalent mode (eager both sides)
+      run 170 train "${T[@]}" --compare-reference --steps 2 --warmup 1 ;;
+    compiled)  # the same step compiled (training's default on CUDA)
+      run 200 train "${T[@]}" --compile --steps 2 --warmup 2 ;;
+    compiled-compare)  # compiled, with the reference measured in the same process
+      run 240 train "${T[@]}" --compile --compare-reference --steps 2 --warmup 2 ;;
+    compiled-32)  # compiled at micro-batch 32
+      run 200 train "${W[@]}" --global-batch "$GLOBAL" --micro-batch 32 --compile --steps 2 --warmup 2 ;;
+    eval)  # evaluation, compiled, against the reference at its test batch of 2
+      run 120 eval "${W[@]}" --batch "$MICRO" --compile --compare-reference --steps 6 --warmup 3 ;;
+    checkpointing)  # activation checkpointing: a few image blocks, then all of them (eager, compare with compare)
+      run 50 train "${T[@]}" --checkpoint-blocks 4 --steps 2 --warmup 1
+      run 50 train "${T[@]}" --checkpointing --steps 2 --warmup 1 ;;
+    checkpointing-8)  # 8 of 12 image blocks, compiled (compare with compiled)
+      run 200 train "${T[@]}" --checkpoint-blocks 8 --compile --steps 2 --warmup 2 ;;
+    eager)  # eager step alone (its host syncs)
+      run 60 train "${T[@]}" --steps 1 --warmup 1 ;;
+  esac
+done
 echo "done: $out/bench.jsonl"
