@@ -83,3 +83,11 @@ def test_training_from_a_checkpoint_notes_other_frames_and_size(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "notice: the bridge /m/x.safetensors was trained with frames 16; this run uses 32 (data.frames; "
         "--set data.frames=16 to match)"]
+
+
+@pytest.mark.parametrize("old,expected", [("", None), ("a video of {}.", "a video of {}.")])
+def test_checkpoints_from_before_the_record_keep_their_template(old, expected):
+    # Earlier builds wrote `prompt_template`, "" meaning bare class names (vanilla).
+    meta = {k: v for k, v in to_metadata(_facts()).items() if k != "template"}
+    meta["prompt_template"] = old
+    assert from_metadata(meta, "/m/old.safetensors").template == expected

@@ -90,6 +90,9 @@ def to_metadata(facts: CheckpointFacts) -> dict[str, str]:
 def from_metadata(meta: Mapping[str, str], path: str) -> CheckpointFacts:
     """The record `to_metadata` wrote; a missing or unreadable fact is a user error naming the file."""
     values: dict[str, Any] = {"path": str(path)}
+    if "template" not in meta and "prompt_template" in meta:
+        # Checkpoints written before this record spelled the template `prompt_template`, "" meaning bare names.
+        values["template"] = meta["prompt_template"] or None
     try:
         for f in fields(CheckpointFacts):
             if f.name not in meta or f.name in _NOT_STORED:
