@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vifi.errors import VifiError
 
@@ -24,9 +24,10 @@ class DataConfig(_Section):
     val_list: Optional[str] = None
     labels: Optional[str] = None  # `id,name` CSV, class index = row order
     root: Optional[str] = None  # folder the list paths are relative to
-    frames: int = 32
-    input_size: int = 224
-    num_workers: Union[int, Literal["auto"]] = "auto"  # auto: the CPU cores available to each process (docs/performance.md)
+    frames: int = Field(32, ge=1)
+    input_size: int = Field(224, ge=1)
+    # auto: the CPU cores available to each process (docs/performance.md)
+    num_workers: Union[Annotated[int, Field(ge=0)], Literal["auto"]] = "auto"
     backend: Literal["decord", "pyav"] = "decord"
     demo: bool = False  # generate the synthetic demo dataset into <out>/demo-data when the lists are absent
     quarantine: Optional[str] = None  # videos training skips (default: quarantine.txt beside the train list, if any)
@@ -78,30 +79,31 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
+    # Bounds are part of the type: a value the engine cannot run is refused before any work, naming the key.
     epochs: int = 10
     global_batch: int = 256
     micro_batch: Union[int, Literal["auto"]] = 4  # auto: the largest that fits (probed on the GPU)
-    mix_group: int = 4  # mixup/cutmix partners are drawn inside groups of this many clips (the reference's per-GPU batch)
-    lr_clock_gpus: Optional[int] = None  # the LR schedule counts iterations of this many GPUs ... (docs/design.md)
-    lr_clock_gpu_batch: Optional[int] = None  # ... of this many clips each; None: one iteration per optimizer step
-    lr: float = 8e-6
-    warmup_epochs: float = 5
-    min_lr_ratio: float = 0.01
-    weight_decay: float = 0.001
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-8
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mix_switch_prob: float = 0.5
-    label_smoothing: float = 0.1
-    color_jitter: float = 0.8
-    grayscale: float = 0.2
-    seed: int = 1024
+    mix_group: int = Field(4, ge=1)  # mixup/cutmix partners are drawn inside groups of this many clips (the reference's per-GPU batch)
+    lr_clock_gpus: Optional[Annotated[int, Field(ge=1)]] = None  # the LR schedule counts iterations of this many GPUs ... (docs/design.md)
+    lr_clock_gpu_batch: Optional[Annotated[int, Field(ge=1)]] = None  # ... of this many clips each; None: one iteration per optimizer step
+    lr: float = Field(8e-6, gt=0, allow_inf_nan=False)
+    warmup_epochs: float = Field(5, ge=0, allow_inf_nan=False)
+    min_lr_ratio: float = Field(0.01, ge=0, le=1)
+    weight_decay: float = Field(0.001, ge=0, allow_inf_nan=False)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.98)
+    eps: float = Field(1e-8, gt=0, allow_inf_nan=False)
+    mixup: float = Field(0.8, ge=0, le=1)  # Beta(α, α) of mixup, 0 = off; > 1 is refused (docs/reliability.md)
+    cutmix: float = Field(1.0, ge=0, le=1)
+    mix_switch_prob: float = Field(0.5, ge=0, le=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    color_jitter: float = Field(0.8, ge=0, le=1)
+    grayscale: float = Field(0.2, ge=0, le=1)
+    seed: int = Field(1024, ge=0)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    eval_every: int = 1  # epochs; the last epoch is always evaluated
-    log_every: int = 10  # optimizer steps
-    save_every: int = 0  # optimizer steps between mid-epoch checkpoints (0: at each epoch end only)
-    keep_last: int = 2
+    eval_every: int = Field(1, ge=1)  # epochs; the last epoch is always evaluated
+    log_every: int = Field(10, ge=1)  # optimizer steps
+    save_every: int = Field(0, ge=0)  # optimizer steps between mid-epoch checkpoints (0: at each epoch end only)
+    keep_last: int = Field(2, ge=1)
     compile: Union[bool, Literal["auto"]] = "auto"  # torch.compile the video head and augmentation; auto: on CUDA
     # activation checkpointing of the image tower: true = every block, N = the first N blocks (the text tower, run
     # once per step, is never checkpointed): less memory for some speed (docs/performance.md)
@@ -134,13 +136,13 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    batch: int = 8
-    clips: int = 1
-    crops: int = 1  # 1 = centre crop at short side 256/224*input; 3 = three crops at short side = input
+    batch: int = Field(8, ge=1)
+    clips: int = Field(1, ge=1)
+    crops: Literal[1, 3] = 1  # 1 = centre crop at short side 256/224*input; 3 = three crops at short side = input
     reference_multiclip: bool = False  # k>1 clips drawn with the training formula, as the reference code does
     skip_undecodable: bool = False  # score the decodable videos only (else any failure stops the evaluation)
-    final_clips: Optional[int] = None  # views of the evaluation after the last epoch (default: clips/crops)
-    final_crops: Optional[int] = None
+    final_clips: Optional[Annotated[int, Field(ge=1)]] = None  # views after the last epoch (default: clips/crops)
+    final_crops: Optional[Literal[1, 3]] = None
 
 
 class RunConfig(_Section):
@@ -160,7 +162,8 @@ def recipe_names() -> list[str]:
 
 def _read_yaml(path_or_name: str, _depth: int = 0) -> dict[str, Any]:
     path = Path(path_or_name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    # Only a .yaml/.yml name is a file: a folder or file called like a recipe (e.g. `--out demo`) must not hide it.
+    if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise VifiError(f"config file not found: {path}; give a recipe name ({', '.join(recipe_names())}) or a YAML path")
         text = path.read_text(encoding="utf-8")
@@ -233,12 +236,64 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_config(recipe: str, overrides: list[str] | None = None) -> RunConfig:
+def load_config(recipe: str, overrides: list[str] | None = None, values: dict[str, Any] | None = None) -> RunConfig:
+    """Recipe, then `--set` strings (parsed as YAML), then typed flag values (set as given, never parsed)."""
     tree = _read_yaml(recipe)
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(tree, key, value)
+    for key, value in (values or {}).items():
+        if value is not None:
+            _set_dotted(tree, key, value)
     return validate_config(tree, where=recipe)
+
+
+def flatten(cfg: RunConfig) -> dict[str, Any]:
+    """{"train.lr": 1e-5, "model.prompt.text_depth": 0, ...}: the dotted keys `--set` takes."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict[str, Any]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                out[f"{prefix}{key}"] = value
+
+    walk("", cfg.model_dump(mode="json"))
+    return out
+
+
+class CliValues(BaseModel):
+    """Bounds and choices of the eval / zeroshot flags that are not config keys; each error names the flag."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    frames: Optional[Annotated[int, Field(ge=1)]] = Field(None, alias="--frames")
+    batch: Optional[Annotated[int, Field(ge=1)]] = Field(None, alias="--batch")
+    workers: Optional[Annotated[int, Field(ge=0)]] = Field(None, alias="--workers")
+    device: Optional[Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]] = Field(None, alias="--device")
+    template: Optional[str] = Field(None, alias="--template")
+
+    @model_validator(mode="after")
+    def _one_slot(self):
+        if self.template is not None and self.template.count("{}") != 1:
+            raise ValueError(f"--template {self.template!r} must contain exactly one '{{}}' where the label goes, "
+                             "e.g. 'a video of {}.'")
+        return self
+
+
+def check_cli_values(**flags: Any) -> None:
+    """check_cli_values(frames=..., batch=..., device=...): one VifiError naming the first bad flag."""
+    try:
+        CliValues(**flags)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if not err["loc"]:
+            raise VifiError(err["msg"].removeprefix("Value error, ")) from None
+        field = CliValues.model_fields[str(err["loc"][0])]
+        name = field.alias or f"--{err['loc'][0]}"
+        msg = "use cpu, cuda or cuda:N" if "pattern" in err["type"] else err["msg"]
+        raise VifiError(f"{name} {err.get('input')!r}: {msg}") from None
 
 
 def validate_config(tree: dict[str, Any], where: str = "config") -> RunConfig:

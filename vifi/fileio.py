@@ -1,13 +1,22 @@
-"""Atomic file writes: temp file in the same folder, fsync, rename. A reader never sees half a file."""
+"""Atomic file writes: temp file in the same folder, fsync, rename. A reader never sees half a file.
+
+Outputs that are not regular files (`-` for stdout, a FIFO, /dev/stdout, a terminal) are written through instead:
+renaming over them would replace the device or pipe with a regular file (docs/reliability.md).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from vifi.errors import VifiError
 
 
 @contextmanager
@@ -17,6 +26,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On any exception the temporary file is removed and `path` is left exactly as it was.
     """
     path = Path(path)
+    if is_stream(path):
+        with _written_through(path) as tmp:
+            yield tmp
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -32,6 +45,68 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+STDOUT = "-"
+
+
+def is_stream(path: str | os.PathLike) -> bool:
+    """`-` (stdout) or an existing path that is not a regular file (FIFO, character device, socket)."""
+    if str(path) == STDOUT:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+@contextmanager
+def _written_through(path: Path) -> Iterator[Path]:
+    """Yield a private temp file; on success copy its bytes into the stream (a reader sees nothing on failure)."""
+    with tempfile.TemporaryDirectory(prefix="vifi-out-") as folder:
+        tmp = Path(folder) / "out"
+        tmp.touch()
+        yield tmp
+        if str(path) == STDOUT:
+            sys.stdout.flush()
+            with open(tmp, "rb") as src:
+                shutil.copyfileobj(src, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with open(tmp, "rb") as src, open(path, "wb") as dst:  # no O_TRUNC trouble: FIFOs/devices ignore it
+                shutil.copyfileobj(src, dst)
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str = "--out") -> None:
+    """Refuse an output that cannot be written, before any work: one error naming the flag and what to do.
+
+    `folder`: the output is a folder (run / eval outputs) rather than one file. Streams (`-`, FIFOs, devices) are
+    fine for file outputs. Permissions are tested with os.access on the nearest existing folder, which also holds
+    for root only where the file system is read-only; a regular file on the way fails for everyone.
+    """
+    path = Path(path)
+    if not folder and is_stream(path):
+        return
+    if path.exists():
+        if folder and not path.is_dir():
+            raise VifiError(f"{flag} {path} is a file, not a folder; choose a folder for the outputs")
+        if not folder and path.is_dir():
+            raise VifiError(f"{flag} {path} is a folder; give a file name")
+    existing = path if (folder and path.is_dir()) else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VifiError(f"{flag} {path}: {existing} is a file, so nothing can be created under it; choose another {flag}")
+    target = path if path.exists() else existing
+    if not os.access(target, os.W_OK | os.X_OK if target.is_dir() else os.W_OK):
+        raise VifiError(f"{flag} {path}: no permission to write in {target}; choose a writable place")
+    try:
+        probe_ok = os.statvfs(existing).f_flag & os.ST_RDONLY == 0
+    except OSError:
+        probe_ok = True
+    if not probe_ok:
+        raise VifiError(f"{flag} {path}: {existing} is on a read-only file system; choose a writable place")
 
 
 def _umask() -> int:
