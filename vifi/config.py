@@ -238,14 +238,18 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def load_config(recipe: str, overrides: list[str] | None = None, values: dict[str, Any] | None = None) -> RunConfig:
     """Recipe, then `--set` strings (parsed as YAML), then typed flag values (set as given, never parsed)."""
-    tree = _read_yaml(recipe)
+    return apply_overrides(_read_yaml(recipe), overrides, values, where=recipe)
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str] | None, values: dict[str, Any] | None,
+                    where: str) -> RunConfig:
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(tree, key, value)
     for key, value in (values or {}).items():
         if value is not None:
             _set_dotted(tree, key, value)
-    return validate_config(tree, where=recipe)
+    return validate_config(tree, where=where)
 
 
 def flatten(cfg: RunConfig) -> dict[str, Any]:

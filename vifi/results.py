@@ -27,10 +27,12 @@ def _fmt(value: Any) -> str:
 
 def write_table(out_dir: str | Path, table: pd.DataFrame, summary: dict[str, Any], title: str) -> None:
     """results.csv / results.md / results.json in `out_dir`; `summary` is the top level of results.json."""
-    out_dir = Path(out_dir)
-    write_text_atomic(out_dir / "results.csv", table.to_csv(index=False))
-    write_text_atomic(out_dir / "results.md", f"# {title}\n\n" + frame_to_markdown(table))
-    write_json_atomic(out_dir / "results.json", {**summary, "table": json.loads(table.to_json(orient="records"))})
+    from vifi.run_folder import RunFolder
+
+    run = RunFolder(out_dir)
+    write_text_atomic(run.results_csv, table.to_csv(index=False))
+    write_text_atomic(run.results_md, f"# {title}\n\n" + frame_to_markdown(table))
+    write_json_atomic(run.results_json, {**summary, "table": json.loads(table.to_json(orient="records"))})
 
 
 def print_table(table: pd.DataFrame, title: str) -> None:

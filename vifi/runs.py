@@ -3,46 +3,61 @@
 from __future__ import annotations
 
 import shutil
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from vifi.config import RunConfig, dump_config
+from vifi.config import RunConfig, dump_config, flatten
 from vifi.data.annotations import check_videos_exist, read_annotation_list, read_label_csv, read_path_lines
 from vifi.data.dataset import ClipSpec, EvalClips, TrainClips
 from vifi.engine.evaluate import EvalResult, class_text_features, evaluate
 from vifi.engine.runtime import Runtime, seed_everything, set_deterministic, setup_runtime
 from vifi.errors import VifiError
-from vifi.fileio import write_text_atomic
+from vifi.fileio import check_output_path, write_text_atomic
+from vifi.preflight import check_decodable
 from vifi.results import print_table, write_table
+from vifi.run_folder import RunFolder
 
-RUN_FILES = ("config.yaml", "log.csv", "summary.csv", "results.csv", "results.md", "results.json", "predictions.csv")
+# What --resume may change without changing training (applied, and said so); any other difference is refused.
+SAFE_ON_RESUME = ("data.num_workers", "data.backend", "train.log_every", "train.save_every", "train.keep_last",
+                  "eval.batch", "eval.skip_undecodable")
 
 
-def prepare_run_dir(out: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber: a finished run needs --overwrite; a run in progress needs --resume or --overwrite."""
+def check_run_request(run: RunFolder, overwrite: bool, resume: bool) -> None:
+    """Refuse to clobber: a finished run needs --overwrite; a run in progress needs --resume or --overwrite.
+
+    Read-only: nothing is created or removed here (clearing waits until every new input is validated).
+    """
     if resume and overwrite:
         raise VifiError("--resume and --overwrite contradict each other; pick one")
-    if out.exists() and not out.is_dir():
-        raise VifiError(f"--out {out} is a file, not a folder; choose a folder for the run")
-    finished = (out / "results.json").exists()
-    started = (out / "checkpoints" / "latest.json").exists()
+    check_output_path(run.path, folder=True)
     if resume:
-        if not started:
-            raise VifiError(f"--resume: {out} has no checkpoint to continue from; start the run without --resume")
+        if not run.started:
+            raise VifiError(f"--resume: {run.path} has no checkpoint to continue from; start the run without --resume")
         return
-    if (finished or started) and not overwrite:
-        what = "a finished run" if finished else "a run in progress (continue it with --resume)"
-        raise VifiError(f"{out} already holds {what}; pass --overwrite to replace it or choose another --out")
-    if overwrite:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    if not out.is_dir():
-        raise VifiError(f"--out {out} is not a folder")
+    if (run.finished or run.started) and not overwrite:
+        what = "a finished run" if run.finished else "a run in progress (continue it with --resume)"
+        raise VifiError(f"{run.path} already holds {what}; pass --overwrite to replace it or choose another --out")
+
+
+@contextmanager
+def claimed(run: RunFolder, is_main: bool):
+    """Lock the folder for this run (main process); if the folder is new and the run fails, remove it again."""
+    created = not run.path.exists()
+    if is_main:
+        run.lock()
+    try:
+        yield run
+    except BaseException:
+        if created and is_main and not run.started:
+            shutil.rmtree(run.path, ignore_errors=True)  # a folder only this failed attempt made
+        raise
+    finally:
+        run.unlock()
 
 
 def saved_config(out: Path) -> RunConfig:
@@ -51,10 +66,37 @@ def saved_config(out: Path) -> RunConfig:
 
     from vifi.config import validate_config
 
-    path = Path(out) / "config.yaml"
+    path = RunFolder(out).config
     if not path.is_file():
         raise VifiError(f"--resume: {path} not found; start the run without --resume")
     return validate_config(yaml.safe_load(path.read_text()), where=str(path))
+
+
+def resume_config(out: Path, overrides: list[str], values: dict[str, Any]) -> RunConfig:
+    """The saved config with this command's --set strings and flags applied, if they change nothing that
+    training depends on; safe changes (SAFE_ON_RESUME) are applied and said so, any other is refused by name.
+
+    Only what the command gives explicitly counts: recipe defaults are not re-read, so `--resume` with a short
+    command continues the run as it was started. `micro_batch: auto` matches the number it was resolved to.
+    """
+    from vifi.config import apply_overrides
+
+    saved = saved_config(out)
+    values = {k: v for k, v in values.items() if not (k == "train.micro_batch" and v == "auto")}
+    overrides = [o for o in overrides if o.replace(" ", "") != "train.micro_batch=auto"]
+    requested = apply_overrides(saved.model_dump(mode="json"), overrides, values, where="the --resume command")
+    before, after = flatten(saved), flatten(requested)
+    changed = {k: (before[k], v) for k, v in after.items() if v != before[k]}
+    unsafe = [k for k in changed if k not in SAFE_ON_RESUME]
+    if unsafe:
+        listed = ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in unsafe)
+        raise VifiError(f"--resume: these values differ from the run's config.yaml in {out} and would change "
+                        f"training: {listed}; drop them to continue the run, or start a new run (--overwrite or "
+                        "another --out)")
+    if changed:
+        print("resume: applying " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+              file=sys.stderr)
+    return requested
 
 
 def resolve_data(cfg: RunConfig, out: Path) -> RunConfig:
@@ -64,7 +106,8 @@ def resolve_data(cfg: RunConfig, out: Path) -> RunConfig:
         from vifi.data.demo import generate_demo
 
         files = generate_demo(out / "demo-data")
-        update = {k: str(files[k]) for k in ("train_list", "val_list", "labels", "root")}
+        # Only the paths not given: a given (e.g. misspelled) --data must fail, not be replaced by the demo's.
+        update = {k: str(files[k]) for k in ("train_list", "val_list", "labels", "root") if not getattr(d, k)}
         cfg = cfg.model_copy(update={"data": d.model_copy(update=update)})
     return cfg
 
@@ -100,13 +143,23 @@ def load_split(list_path: str | None, labels: list[str], root: str | None, what:
 
 def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
                  device: str | None = None, deterministic: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    run = RunFolder(out)
+    check_run_request(run, overwrite, resume)
+    runtime = setup_runtime(device, cfg.train.precision)
+    with claimed(run, runtime.is_main):
+        # Under the lock, state read again: another run may have finished here since the check above.
+        check_run_request(run, overwrite, resume)
+        return _finetune(cfg, run, runtime, overwrite=overwrite, resume=resume, deterministic=deterministic,
+                         show_progress=show_progress)
+
+
+def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bool, resume: bool,
+              deterministic: bool, show_progress: bool) -> dict[str, Any]:
     from vifi.engine.train import Trainer
     from vifi.model.facts import describe
     from vifi.model.factory import build_model, prompt_template
 
-    out = Path(out)
-    prepare_run_dir(out, overwrite, resume)
-    runtime = setup_runtime(device, cfg.train.precision)
+    out = run.path
     if runtime.is_main:
         cfg = resolve_data(cfg, out)
     if runtime.distributed:
@@ -119,6 +172,9 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     train_entries = skip_quarantined(load_split(cfg.data.train_list, names, cfg.data.root, "train"), cfg,
                                      runtime.is_main)
     val_entries = load_split(cfg.data.val_list, names, cfg.data.root, "val")
+    if runtime.is_main:
+        check_decodable(val_entries, cfg.data.root, cfg.data.backend, cfg.data.val_list,
+                        skip=cfg.eval.skip_undecodable, workers=cfg.data.num_workers)
     model = build_model(cfg.model, cfg.data).to(runtime.device)
     if cfg.train.micro_batch == "auto":
         cfg = _auto_micro_batch(cfg, runtime, len(names))
@@ -132,8 +188,6 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     final_views = (e.final_clips or e.clips, e.final_crops or e.crops)
     final_set = val_set if final_views == (e.clips, e.crops) else EvalClips(
         val_entries, cfg.data.root, spec, *final_views, e.reference_multiclip, cfg.train.seed)
-    if runtime.is_main and not resume:
-        write_text_atomic(out / "config.yaml", dump_config(cfg))
     last: dict[str, EvalResult] = {}
 
     def evaluate_epoch(epoch: int) -> dict:
@@ -150,7 +204,12 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     facts = describe(model, frames=cfg.data.frames, input_size=cfg.data.input_size, template=template,
                      class_names=names)
     trainer = Trainer(cfg, model, runtime, out, train_set, tokens, len(names), evaluate_fn=evaluate_epoch,
-                      ckpt_meta=facts, show_progress=show_progress)
+                      ckpt_meta=facts, show_progress=show_progress)  # checks batch sizes: still before any change
+    if runtime.is_main:
+        if overwrite:
+            run.clear()  # only now: every new input above has been read and checked
+        write_text_atomic(run.config, dump_config(cfg))  # on resume: the saved one plus the safe changes applied
+    runtime.barrier()
     if resume:
         trainer.resume()
     model.train()
@@ -161,11 +220,11 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     if runtime.is_main:
         from vifi.model.checkpoint import save_weights
 
-        save_weights(out / "checkpoints" / "final.safetensors", model, facts)
+        save_weights(run.final_weights, model, facts)
         summary = {**result.summary(), "n_classes": len(names), "views": "x".join(map(str, final_views)),
                    "reported": "last epoch",
                    "frames": cfg.data.frames, "epochs": cfg.train.epochs, "steps": trainer.progress["step"],
-                   "checkpoint": str(out / "checkpoints" / "final.safetensors")}
+                   "checkpoint": str(run.final_weights)}
         write_eval_outputs(out, result, summary, title=f"{cfg.name}: final evaluation")
     runtime.barrier()
     return result.summary()
@@ -181,9 +240,8 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     from vifi.model.factory import load_for_inference
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise VifiError(f"--out {out} is a file, not a folder; choose a folder for the results")
-    if (out / "results.json").exists():
+    check_output_path(out, folder=True)
+    if RunFolder(out).finished:
         raise VifiError(f"{out} already holds results.json; choose another --out")
     names = read_label_csv(labels)
     entries = read_annotation_list(data, num_classes=len(names))
@@ -208,10 +266,11 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
 
 
 def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], title: str) -> None:
-    write_text_atomic(out / "predictions.csv", result.predictions.to_csv(index=False))
+    run = RunFolder(out)
+    write_text_atomic(run.predictions, result.predictions.to_csv(index=False))
     if result.failed:
-        write_text_atomic(out / "failed.txt", "".join(f"{path}\t{why}\n" for path, why in result.failed))
-        print(f"warning: {len(result.failed)} undecodable videos left out of the scores (listed in {out / 'failed.txt'})")
+        write_text_atomic(run.failed, "".join(f"{path}\t{why}\n" for path, why in result.failed))
+        print(f"warning: {len(result.failed)} undecodable videos left out of the scores (listed in {run.failed})")
     table = pd.DataFrame([{"videos": result.n_videos, "top1": round(result.top1, 2), "top5": round(result.top5, 2),
                            "views": summary.get("views", "1x1")}])
     write_table(out, table, summary, title)

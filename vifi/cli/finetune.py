@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -10,22 +11,22 @@ import typer
 
 
 def train_from_cli(recipe: str, out: Path, overrides: list[str], *, resume: bool, overwrite: bool,
-                   device: Optional[str], deterministic: bool) -> None:
-    """What `finetune` and `prompt` share: config from recipe + overrides (or the saved one on --resume), run."""
-    from vifi.config import load_config
-    from vifi.engine.train import EXIT_PREEMPTED, Preempted
-    from vifi.runs import run_finetune, saved_config
+                   device: Optional[str], deterministic: bool, values: Optional[dict] = None) -> None:
+    """What `finetune` and `prompt` share: config from recipe + --set strings + typed flag values, then the run.
 
-    cfg = saved_config(out) if resume else load_config(recipe, overrides)
+    On --resume the saved config is continued; new values that would change training are refused (runs.py).
+    """
+    from vifi.config import check_cli_values, load_config
+    from vifi.engine.train import Preempted, exit_code
+    from vifi.runs import resume_config, run_finetune
+
+    check_cli_values(device=device)
+    cfg = resume_config(out, overrides, values or {}) if resume else load_config(recipe, overrides, values)
     try:
         run_finetune(cfg, out, overwrite=overwrite, resume=resume, device=device, deterministic=deterministic)
     except Preempted as exc:
-        print(f"preempted: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_PREEMPTED)
-
-
-def flag_overrides(pairs) -> list[str]:
-    return [f"{key}={value}" for key, value in pairs if value is not None]
+        print(f"{'interrupted' if exc.signum == signal.SIGINT else 'preempted'}: {exc}", file=sys.stderr)
+        raise SystemExit(exit_code(exc.signum))
 
 
 def finetune(
@@ -52,16 +53,32 @@ def finetune(
     deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),
     auto_resume: bool = typer.Option(False, "--auto-resume",
                                      help="--resume when --out has a checkpoint, else start (for requeued jobs)"),
+    skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
+                                          help="evaluate on the val videos that decode (eval.skip_undecodable)"),
 ) -> None:
+    from vifi.run_folder import RunFolder
+
     if auto_resume and not overwrite:
-        resume = (out / "checkpoints" / "latest.json").is_file()
-    overrides = list(set_ or []) + flag_overrides(
-        (("data.train_list", data), ("data.val_list", val), ("data.labels", labels), ("data.root", root),
-         ("model.clip", clip), ("model.init_from", init_from), ("model.train", train_mode),
-         ("train.micro_batch", micro_batch), ("train.compile", compile_),
-         ("train.checkpointing", checkpointing or None), ("data.backend", backend)))
-    train_from_cli(recipe, out, overrides, resume=resume, overwrite=overwrite, device=device,
-                   deterministic=deterministic)
+        resume = RunFolder(out).started
+    values = {"data.train_list": data, "data.val_list": val, "data.labels": labels, "data.root": root,
+              "model.clip": clip, "model.init_from": init_from, "model.train": train_mode,
+              "train.micro_batch": _micro_batch(micro_batch), "train.compile": compile_,
+              "train.checkpointing": checkpointing or None, "data.backend": backend,
+              "eval.skip_undecodable": skip_undecodable or None}
+    train_from_cli(recipe, out, list(set_ or []), resume=resume, overwrite=overwrite, device=device,
+                   deterministic=deterministic, values=values)
+
+
+def _micro_batch(text: Optional[str]):
+    """--micro-batch takes a number or `auto`: the one typed flag whose value has two types."""
+    if text is None or text == "auto":
+        return text
+    from vifi.errors import VifiError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise VifiError(f"--micro-batch {text!r}: give a positive whole number or auto") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from vifi.cli.finetune import flag_overrides, train_from_cli
+from vifi.cli.finetune import train_from_cli
 
 
 def prompt(
@@ -37,11 +37,11 @@ def prompt(
         nv, nt, dv, dt, lr = presets[preset]
         overrides += [f"model.prompt.vision_tokens={nv}", f"model.prompt.text_tokens={nt}",
                       f"model.prompt.vision_depth={dv}", f"model.prompt.text_depth={dt}", f"train.lr={lr}"]
-    overrides += list(set_ or []) + flag_overrides(
-        (("model.init_from", bridge), ("data.train_list", data), ("data.val_list", val), ("data.labels", labels),
-         ("data.root", root), ("train.micro_batch", micro_batch)))
+    overrides += list(set_ or [])
+    values = {"model.init_from": bridge, "data.train_list": data, "data.val_list": val, "data.labels": labels,
+              "data.root": root, "train.micro_batch": micro_batch}
     train_from_cli(recipe, out, overrides, resume=resume, overwrite=overwrite, device=device,
-                   deterministic=deterministic)
+                   deterministic=deterministic, values=values)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ exists only once latest.json names it; a crash while writing leaves the previous
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,11 @@ import torch
 from vifi.errors import VifiError
 from vifi.fileio import atomic_path, write_json_atomic
 from vifi.model.checkpoint import save_weights
+from vifi.run_folder import RunFolder
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return RunFolder(run_dir).checkpoints
 
 
 def save_training_checkpoint(run_dir: Path, model, optimizer, scaler, progress: dict[str, Any], keep_last: int,
@@ -31,7 +31,7 @@ def save_training_checkpoint(run_dir: Path, model, optimizer, scaler, progress: 
             torch.save({"optimizer": optimizer.state_dict(),
                         "scaler": scaler.state_dict() if scaler is not None else None,
                         "progress": progress}, tmp)
-        write_json_atomic(folder / "latest.json", {**progress, "weights": f"{stem}.safetensors",
+        write_json_atomic(RunFolder(run_dir).latest, {**progress, "weights": f"{stem}.safetensors",
                                                    "state": f"{stem}.state.pt"})
     except OSError as exc:
         previous = read_latest(run_dir)
@@ -53,10 +53,7 @@ def _prune(folder: Path, keep_last: int, keep: str) -> None:
 
 
 def read_latest(run_dir: Path) -> dict[str, Any] | None:
-    pointer = checkpoint_dir(run_dir) / "latest.json"
-    if not pointer.is_file():
-        return None
-    return json.loads(pointer.read_text())
+    return RunFolder(run_dir).read_latest()
 
 
 def load_training_state(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -6,10 +6,13 @@ so a few-shot epoch of one step does not pay for starting the workers again (doc
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
 from torch.utils.data import DataLoader
+
+from vifi.engine.workers import init_worker
 
 
 def available_cores() -> int:
@@ -51,6 +54,6 @@ def make_loader(dataset, *, batch_sampler=None, batch_size=None, workers: int, d
                 worker_init_fn=None) -> DataLoader:
     kwargs = {"batch_sampler": batch_sampler} if batch_sampler is not None else {"batch_size": batch_size,
                                                                                    "shuffle": False}
-    if workers > 0:
-        kwargs.update(prefetch_factor=4, worker_init_fn=worker_init_fn)
+    if workers > 0:  # every worker ignores the stop signals first (vifi/engine/workers.py), then runs the caller's init
+        kwargs.update(prefetch_factor=4, worker_init_fn=functools.partial(init_worker, then=worker_init_fn))
     return DataLoader(dataset, num_workers=workers, collate_fn=collate_fn, pin_memory=device.type == "cuda", **kwargs)

@@ -24,14 +24,24 @@ from vifi.engine.loaders import RunBatches, make_loader, resolve_workers
 from vifi.engine.runtime import Runtime
 from vifi.engine.schedule import LRClock, ReferenceSchedule
 from vifi.engine.step import StepEngine, accumulate_step_gradients  # noqa: F401  (re-exported for callers)
+from vifi.engine.workers import STOP_SIGNALS
 from vifi.errors import VifiError
 from vifi.progress import progress_bar
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again", what requeue scripts look for
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for Ctrl-C
 
 
 class Preempted(Exception):
-    """Raised after a signal-triggered checkpoint; the CLI exits with EXIT_PREEMPTED."""
+    """Raised after a signal-triggered checkpoint; the CLI exits with `exit_code(signum)`."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+def exit_code(signum: int) -> int:
+    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_PREEMPTED
 
 
 def build_optimizer(params, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -137,7 +147,7 @@ class Trainer:
             self.stop_signal = signum
 
         previous = {}
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in STOP_SIGNALS:  # Ctrl-C too: save, then exit 130
             try:
                 previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread
@@ -221,7 +231,7 @@ class Trainer:
         if self.stop_signal is not None:
             self._save()
             raise Preempted(f"stopped by signal {self.stop_signal} at step {self.progress['step']}; "
-                            f"checkpoint saved, continue with --resume")
+                            f"checkpoint saved, continue with --resume", self.stop_signal)
 
     def _log_step(self, epoch: int, lr: float, loss: float, step_time: float, data_wait: float) -> None:
         path = self.run_dir / "log.csv"

@@ -62,14 +62,16 @@ def read_facts(path: str | Path) -> CheckpointFacts:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A weights file, or a run folder (its final weights, else its latest complete checkpoint)."""
+    from vifi.run_folder import RunFolder
+
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / "checkpoints" / "final.safetensors", path / "final.safetensors"):
+        run = RunFolder(path)
+        for candidate in (run.final_weights, path / run.final_weights.name):  # a run folder, or its checkpoints/
             if candidate.is_file():
                 return candidate
-        pointer = path / "checkpoints" / "latest.json"
-        if pointer.is_file():
-            return path / "checkpoints" / json.loads(pointer.read_text())["weights"]
+        if run.started:
+            return run.checkpoints / run.read_latest()["weights"]
         raise VifiError(f"{path} is a folder without vifi checkpoints (expected checkpoints/final.safetensors)")
     if not path.is_file():
         raise VifiError(f"checkpoint not found: {path}")

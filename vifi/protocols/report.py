@@ -11,6 +11,7 @@ from vifi.fileio import write_json_atomic, write_text_atomic
 from vifi.protocols.runner import run_protocol
 from vifi.protocols.suite import Suite
 from vifi.results import frame_to_markdown, print_table
+from vifi.run_folder import RunFolder
 
 NOTES = {
     "zeroshot": "mean ± sample std over the splits of each dataset",
@@ -38,11 +39,12 @@ def _shown(summary: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(out: Path, protocol: str, runs: pd.DataFrame, summary: pd.DataFrame, views) -> None:
     write_text_atomic(out / "runs.csv", runs.to_csv(index=False))
-    write_text_atomic(out / "results.csv", summary.to_csv(index=False))
+    run = RunFolder(out)
+    write_text_atomic(run.results_csv, summary.to_csv(index=False))
     md = (f"# {protocol} protocol\n\nViews {views[0]}x{views[1]}; the last epoch of every fine-tune is reported.\n\n"
           f"## Aggregated\n\n{NOTES[protocol]}.\n\n" + frame_to_markdown(_shown(summary)) +
           "\n## Per split / seed\n\n" + frame_to_markdown(runs))
-    write_text_atomic(out / "results.md", md)
-    write_json_atomic(out / "results.json", {
+    write_text_atomic(run.results_md, md)
+    write_json_atomic(run.results_json, {
         "protocol": protocol, "views": f"{views[0]}x{views[1]}", "reported": "last epoch",
         "summary": json.loads(summary.to_json(orient="records")), "runs": json.loads(runs.to_json(orient="records"))})

@@ -16,6 +16,7 @@ from vifi.data.annotations import check_videos_exist, read_annotation_list, read
 from vifi.errors import VifiError
 from vifi.protocols.aggregate import summarise
 from vifi.protocols.suite import DatasetSuite, EvalSet, Suite
+from vifi.run_folder import RunFolder
 
 
 @dataclass
@@ -158,13 +159,14 @@ def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progres
     from vifi.config import load_config
     from vifi.runs import run_finetune, saved_config
 
-    if (run_dir / "results.json").is_file():
+    run = RunFolder(run_dir)
+    if run.finished:
         import json
 
         print(f"{unit.dataset} {unit.key}: training already finished in {run_dir}", flush=True)
-        done = json.loads((run_dir / "results.json").read_text())
+        done = json.loads(run.results_json.read_text())
         return str(run_dir), {**done, "data": unit.train["val_list"]}
-    resume = (run_dir / "checkpoints" / "latest.json").is_file()
+    resume = run.started
     if resume:
         cfg = saved_config(run_dir)
     else:
@@ -187,7 +189,7 @@ def _evaluate(task: EvalTask, unit: Unit, checkpoint: str, out: Path, train_resu
     if train_result is not None and train_result.get("data") == task.data and \
             train_result.get("views") == f"{views[0]}x{views[1]}":
         return train_result  # the fine-tune's last-epoch evaluation is this very evaluation
-    if (out / "results.json").is_file():
-        return json.loads((out / "results.json").read_text())
+    if RunFolder(out).finished:
+        return json.loads(RunFolder(out).results_json.read_text())
     return run_eval(checkpoint, task.data, task.labels, unit.root, out, clips=views[0], crops=views[1], batch=batch,
                     num_workers=num_workers, device=device, show_progress=show_progress)
