@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -36,11 +37,22 @@ _register()
 
 
 def main() -> None:
+    interrupted = []
+
+    def on_ctrl_c(signum, frame):
+        interrupted.append(signum)
+        signal.default_int_handler(signum, frame)  # KeyboardInterrupt, which Typer turns into exit 130
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         app()
     except VifiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and not interrupted:
+            raise
         print("interrupted", file=sys.stderr)
+        # Objects torn down mid-call (decord's VideoReader) may complain in __del__; one line is the whole story.
+        sys.unraisablehook = lambda _info: None
         sys.exit(130)

@@ -62,8 +62,13 @@ def eval_command(
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="score only the videos that decode (they are listed in failed.txt)"),
 ) -> None:
+    from vifi.config import check_cli_values
     from vifi.errors import VifiError
+    from vifi.fileio import check_output_path
 
+    check_cli_values(frames=frames, batch=batch, workers=workers, device=device)
+    if out is not None:
+        check_output_path(out, folder=True)  # before any computing
     if protocol is None and suite is None:
         missing = [f for f, v in (("--checkpoint (or --clip for plain CLIP)", checkpoint or clip), ("--data", data),
                                   ("--labels", labels), ("--root", root), ("--out", out)) if not v]

@@ -23,7 +23,8 @@ def zeroshot(
     vanilla: bool = typer.Option(False, "--vanilla", help="bare labels as text, no prompt template"),
     template: Optional[str] = typer.Option(None, "--template", help="prompt template, e.g. 'a video of {}.' "
                                                                     "(default: the checkpoint's)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write video,label,prob rows (.csv) or .json"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write video,label,prob rows (.csv) or .json; "
+                                                                 "- writes the CSV to stdout (and nothing else)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),
     backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
@@ -31,7 +32,9 @@ def zeroshot(
                                                                             "each one that does not on stderr"),
 ) -> None:
     from vifi.cli.eval import check_backend, parse_views
+    from vifi.config import check_cli_values
     from vifi.errors import VifiError
+    from vifi.fileio import STDOUT, check_output_path
     from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
     from vifi.zeroshot import classify, collect_videos, parse_labels, print_top_k, write_output
@@ -41,16 +44,16 @@ def zeroshot(
     view_pair = parse_views(views)
     if top_k < 1:
         raise VifiError("--top-k must be at least 1")
-    if template is not None and "{}" not in template:
-        raise VifiError(f"--template {template!r} must contain '{{}}' where the label goes")
-    if out is not None and out.is_dir():
-        raise VifiError(f"--out {out} is a folder; give a file name ending in .csv or .json")
+    check_cli_values(frames=frames, batch=batch, device=device, template=template)
+    if out is not None:
+        check_output_path(out, folder=False)  # before any decoding: a bad --out must not cost the computation
     paths = collect_videos(videos)
     model, facts = load_for_inference(checkpoint, clip, arch)
     inputs = inference_inputs(facts, frames=frames, template=template, vanilla=vanilla)
     table = classify(paths, names, model, inputs, views=view_pair, device=device, batch=batch, backend=backend,
                      skip_undecodable=skip_undecodable)
-    print_top_k(table, min(top_k, len(names)))
+    if out is None or str(out) != STDOUT:  # with --out -, stdout carries the CSV only
+        print_top_k(table, min(top_k, len(names)))
     if out is not None:
         write_output(table, out)
 

@@ -109,6 +109,8 @@ def read_path_lines(path: str | Path) -> list[str]:
 
 def check_videos_exist(entries: list[Entry], root: str | Path, list_name: str) -> None:
     root = Path(root)
+    if root.is_file():
+        raise VifiError(f"video root {root} is a file; give the folder the list's paths are relative to (--root)")
     if not root.is_dir():
         raise VifiError(f"video root not found: {root}")
     missing = [e.path for e in entries if not (root / e.path).is_file()]
