@@ -22,6 +22,11 @@ class _PlainBar:
             print(f"{self.description}: {self.done}/{self.total} ({now - self.start:.0f}s){extra}", flush=True)
 
 
+class _SilentBar:
+    def advance(self, n: int = 1, info: str = "") -> None:
+        pass
+
+
 class _RichBar:
     def __init__(self, progress, task):
         self.progress, self.task = progress, task
@@ -32,8 +37,8 @@ class _RichBar:
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True):
-    if not enabled:
-        yield _PlainBar(description, total, every_s=float("inf"))
+    if not enabled:  # silent, final line included: stdout may be carrying results (`--out -`)
+        yield _SilentBar()
         return
     if not sys.stdout.isatty():
         yield _PlainBar(description, total)
