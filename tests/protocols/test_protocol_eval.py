@@ -39,6 +39,14 @@ def test_zeroshot_summary_per_dataset():
     assert table["top1"].tolist() == ["52.00 ± 2.00", "70.00 ± 0.00"]
 
 
+def test_a_single_seed_or_split_shows_just_the_value():
+    one = summarise("base2novel", pd.DataFrame({"dataset": ["ucf101"], "seed": [1], "base_top1": [80.0],
+                                                "novel_top1": [60.0]}))
+    assert (one["base"][0], one["novel"][0]) == ("80.00", "60.00")  # no "± 0.00": one value has no spread
+    assert summarise("zeroshot", pd.DataFrame({"dataset": ["hmdb51"], "split": ["split1"], "top1": [50.0],
+                                               "top5": [80.0]}))["top1"][0] == "50.00"
+
+
 @pytest.fixture
 def b2n_splits(demo_data, tmp_path):
     from vifi.splits import make_base2novel
