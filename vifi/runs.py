@@ -53,7 +53,7 @@ def claimed(run: RunFolder, is_main: bool):
     try:
         yield run
     except BaseException:
-        if created and is_main and not run.started:
+        if created and is_main and not run.config.exists():  # failed before training: nothing worth keeping
             shutil.rmtree(run.path, ignore_errors=True)  # a folder only this failed attempt made
         raise
     finally:
