@@ -20,17 +20,19 @@ def _first_frame_error(job: tuple[str, str]) -> str | None:
     return None
 
 
-def check_decodable(entries, root: str, backend: str, list_name: str | None, *, skip: bool, workers: int) -> None:
+def check_decodable(entries, root: str, backend: str, list_name: str | None, *, skip: bool,
+                    workers: int | str) -> None:
     """Decode one frame of every video of the evaluation list (cheap: headers and one frame, in parallel).
 
     An undecodable video would otherwise stop the run at the first evaluation, after a whole epoch. With `skip`
     (eval.skip_undecodable / --skip-undecodable) the run goes on and the evaluation leaves those videos out.
     """
+    from vifi.engine.loaders import resolve_workers
     from vifi.progress import map_with_progress
 
     jobs = [(str(Path(root) / e.path), backend) for e in entries]
     if len(jobs) > 200:  # worth processes and a progress bar
-        errors = map_with_progress(_first_frame_error, jobs, workers=max(1, workers),
+        errors = map_with_progress(_first_frame_error, jobs, workers=max(1, resolve_workers(workers)),
                                    description="checking val videos")
     else:
         errors = [_first_frame_error(job) for job in jobs]
