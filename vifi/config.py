@@ -305,11 +305,30 @@ def validate_config(tree: dict[str, Any], where: str = "config") -> RunConfig:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = _config_key(err["loc"])
         if err["type"] == "extra_forbidden":
             raise VifiError(f"unknown config key '{loc}' in {where}; see `vifi config show` for the valid keys") from None
         got = err.get("input")
-        raise VifiError(f"bad value for '{loc or 'config'}' in {where}: {err['msg']} (got {got!r})") from None
+        # A section's own check names its keys in the message; its input (the whole section) would only clutter.
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise VifiError(f"bad value for '{loc or 'config'}' in {where}: {msg}{shown}") from None
+
+
+def _config_key(loc: tuple) -> str:
+    """The dotted config key of a pydantic error location, without the union-member tags pydantic adds
+    (`data.num_workers.constrained-int` -> `data.num_workers`)."""
+    model, parts = RunConfig, []
+    for part in loc:
+        fields = getattr(model, "model_fields", None) if model is not None else None
+        if fields is not None and part in fields:
+            parts.append(str(part))
+            ann = fields[part].annotation
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        elif isinstance(part, int) or fields is not None:  # a tuple index (train.betas.0) or an unknown key
+            parts.append(str(part))
+            model = None
+    return ".".join(parts)
 
 
 def dump_config(cfg: RunConfig) -> str:
