@@ -88,6 +88,9 @@ def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str = "--o
     path = Path(path)
     if not folder and is_stream(path):
         return
+    if folder and str(path) == STDOUT:
+        raise VifiError(f"{flag} - (stdout) takes single-file outputs; this command writes a folder of files: "
+                        "give a folder")
     if path.exists():
         if folder and not path.is_dir():
             raise VifiError(f"{flag} {path} is a file, not a folder; choose a folder for the outputs")

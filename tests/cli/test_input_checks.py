@@ -122,6 +122,13 @@ OUT_CASES = {
 }
 
 
+def test_dash_is_refused_where_a_folder_is_written(tmp_path):
+    line = _error_line(_vifi("eval", "--checkpoint", _ckpt(tmp_path), "--data", "d", "--labels", "l", "--root",
+                             tmp_path, "--out", "-", cwd=tmp_path))
+    assert "--out -" in line and "folder" in line
+    assert not (tmp_path / "-").exists()
+
+
 @pytest.mark.parametrize("name", sorted(OUT_CASES))
 def test_out_under_a_regular_file_is_refused_first(name, tmp_path):
     blocker = _outs(tmp_path)

@@ -54,3 +54,27 @@ def test_group_signal_checkpoints_exits_with_one_line_and_resume_finishes(demo_d
     assert resumed.returncode == 0, resumed.stderr
     steps = [int(l.split(",")[0]) for l in (out / "log.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, 9))  # every step exactly once across the stop and the resume
+
+
+def test_ctrl_c_during_eval_prints_one_line_and_exits_130(demo_data, tmp_path, tiny_model):
+    from vifi.model.checkpoint import save_weights
+
+    ckpt = tmp_path / "m.safetensors"
+    save_weights(ckpt, tiny_model, {"frames": 8, "input_size": 64})
+    cmd = [sys.executable, "-m", "vifi", "eval", "--checkpoint", str(ckpt), "--data", str(demo_data["val_list"]),
+           "--labels", str(demo_data["labels"]), "--root", str(demo_data["root"]), "--out", str(tmp_path / "ev"),
+           "--views", "4x3", "--workers", "2", "--batch", "1", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(_workers_of(proc.pid)) < 2:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1]
+    time.sleep(1.0)  # decoding under way in the workers
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the evaluation finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert [l for l in err.splitlines() if l.strip()] == ["interrupted"], err
+    assert not (tmp_path / "ev" / "results.json").exists()
