@@ -82,8 +82,8 @@ def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str = "--o
     """Refuse an output that cannot be written, before any work: one error naming the flag and what to do.
 
     `folder`: the output is a folder (run / eval outputs) rather than one file. Streams (`-`, FIFOs, devices) are
-    fine for file outputs. Permissions are tested with os.access on the nearest existing folder, which also holds
-    for root only where the file system is read-only; a regular file on the way fails for everyone.
+    fine for file outputs. Permissions: os.access on the nearest existing folder (root passes it anywhere, so a
+    read-only file system is checked with statvfs too); a regular file on the way fails for everyone.
     """
     path = Path(path)
     if not folder and is_stream(path):
