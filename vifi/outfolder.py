@@ -16,19 +16,12 @@ from pathlib import Path
 from typing import Iterator
 
 from vifi.errors import VifiError
+from vifi.fileio import check_output_path
 
 
 def check_writable_place(path: Path, flag: str) -> None:
     """`path` (a folder to create or fill) can be made: no file in the way, the nearest existing folder writable."""
-    if path.exists() and not path.is_dir():
-        raise VifiError(f"{flag} {path} is a file; give a folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise VifiError(f"{flag} {path}: {existing} is a file, so no folder can be made under it; choose another place")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise VifiError(f"{flag} {path}: {existing} is not writable; choose another place")
+    check_output_path(path, folder=True, flag=flag)  # the one output check (vifi/fileio.py)
 
 
 def check_out_folder(out: Path, flag: str, overwrite: bool, record: str) -> None:

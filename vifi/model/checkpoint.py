@@ -6,7 +6,6 @@ The facts travel with the weights, so `vifi eval --checkpoint X` rebuilds and fe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
