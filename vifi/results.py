@@ -35,13 +35,15 @@ def write_table(out_dir: str | Path, table: pd.DataFrame, summary: dict[str, Any
     write_json_atomic(run.results_json, {**summary, "table": json.loads(table.to_json(orient="records"))})
 
 
-def print_table(table: pd.DataFrame, title: str) -> None:
-    from rich.console import Console
+def print_table(table: pd.DataFrame, title: str, *, to_stdout: bool = True) -> None:
+    """The table as rich renders it: on stdout when it is the result asked for, else on stderr (see console.py)."""
     from rich.table import Table
+
+    from vifi import console
 
     rich_table = Table(title=title)
     for col in table.columns:
         rich_table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(table[col]) else "left")
     for row in table.itertuples(index=False):
         rich_table.add_row(*(_fmt(v) for v in row))
-    Console().print(rich_table)
+    console.print_rich(rich_table, to_stdout=to_stdout)

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from vifi import console
 from vifi.config import RunConfig, dump_config, flatten
 from vifi.data.annotations import check_videos_exist, read_annotation_list, read_label_csv, read_path_lines
 from vifi.data.dataset import ClipSpec, EvalClips, TrainClips
@@ -125,7 +126,7 @@ def skip_quarantined(entries, cfg: RunConfig, verbose: bool):
     bad = set(read_path_lines(path))  # whole lines: quarantined paths may hold spaces
     kept = [e for e in entries if e.path not in bad]
     if verbose and len(kept) < len(entries):
-        print(f"skipping {len(entries) - len(kept)} quarantined training videos listed in {path}", flush=True)
+        console.note(f"skipping {len(entries) - len(kept)} quarantined training videos listed in {path}")
     if not kept:
         raise VifiError(f"every training video is quarantined in {path}")
     return kept
@@ -197,8 +198,7 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
         model.train()
         last["result"] = result
         if runtime.is_main:
-            print(f"epoch {epoch + 1}: top1 {result.top1:.2f}  top5 {result.top5:.2f}  ({result.n_videos} videos)",
-                  flush=True)
+            console.note(f"epoch {epoch + 1}: top1 {result.top1:.2f}  top5 {result.top5:.2f}  ({result.n_videos} videos)")
         return result.summary()
 
     facts = describe(model, frames=cfg.data.frames, input_size=cfg.data.input_size, template=template,
@@ -270,7 +270,7 @@ def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], t
     write_text_atomic(run.predictions, result.predictions.to_csv(index=False))
     if result.failed:
         write_text_atomic(run.failed, "".join(f"{path}\t{why}\n" for path, why in result.failed))
-        print(f"warning: {len(result.failed)} undecodable videos left out of the scores (listed in {run.failed})")
+        console.warn(f"{len(result.failed)} undecodable videos left out of the scores (listed in {run.failed})")
     table = pd.DataFrame([{"videos": result.n_videos, "top1": round(result.top1, 2), "top5": round(result.top5, 2),
                            "views": summary.get("views", "1x1")}])
     write_table(out, table, summary, title)
@@ -297,7 +297,7 @@ def _auto_micro_batch(cfg: RunConfig, runtime: Runtime, n_classes: int) -> RunCo
                             "change train.global_batch or train.mix_group")
         micro = max(fits)
     if runtime.is_main:
-        print(f"micro-batch auto: {micro} per process (accumulation {per_rank // micro})", flush=True)
+        console.note(f"micro-batch auto: {micro} per process (accumulation {per_rank // micro})")
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"micro_batch": micro})})
 
 

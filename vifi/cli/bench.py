@@ -13,7 +13,19 @@ bench_app = typer.Typer(help="Benchmarks: data loading, train step, eval step. L
 
 
 def _emit(record: dict) -> None:
-    print(json.dumps(record, sort_keys=True))
+    from vifi import console
+
+    console.result(json.dumps(record, sort_keys=True))
+
+
+def _json_only(as_json: bool) -> None:
+    """--json: stdout carries only the JSON line; the human table moves to stderr."""
+    from vifi import console
+
+    console.reserve_stdout(as_json)
+
+
+JSON_HELP = "print only the JSON record on stdout (the table goes to stderr)"
 
 
 @bench_app.command("data")
@@ -30,7 +42,9 @@ def data(
     compare_formats: Optional[Path] = typer.Option(None, "--compare-formats",
                                                    help="re-encode this video in each storage format and time each"),
     short_side: int = typer.Option(256, "--short-side", help="short side for --compare-formats"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
+    _json_only(as_json)
     from vifi.bench.data import compare_formats as compare, data_wait_fraction, loader_throughput, synthetic_entries
     from vifi.data.annotations import read_annotation_list
     from vifi.errors import VifiError
@@ -149,7 +163,9 @@ def train(
     steps: int = typer.Option(3, "--steps", help="timed optimizer steps"),
     warmup: int = typer.Option(1, "--warmup", help="untimed steps first (compilation, allocator)"),
     peak: Optional[float] = typer.Option(None, "--peak-tflops", help="device peak for MFU (default: known GPUs)"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
+    _json_only(as_json)
     _run_model_bench("train", arch, frames, micro_batch, classes, global_batch, train_mode, compile_, checkpointing,
                      compare_reference, device, precision, steps, warmup, peak, checkpoint_blocks, data_list, root, workers)
 
@@ -167,6 +183,8 @@ def eval_(
     steps: int = typer.Option(5, "--steps"),
     warmup: int = typer.Option(2, "--warmup"),
     peak: Optional[float] = typer.Option(None, "--peak-tflops"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
+    _json_only(as_json)
     _run_model_bench("eval", arch, frames, batch, classes, 0, "frozen", compile_, False, compare_reference, device,
                      precision, steps, warmup, peak)

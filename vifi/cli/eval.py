@@ -61,11 +61,14 @@ def eval_command(
     backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="score only the videos that decode (they are listed in failed.txt)"),
+    as_json: bool = typer.Option(False, "--json", help="print only results.json on stdout (tables go to stderr)"),
 ) -> None:
+    from vifi import console
     from vifi.config import check_cli_values
     from vifi.errors import VifiError
     from vifi.fileio import check_output_path
 
+    console.reserve_stdout(as_json)
     check_cli_values(frames=frames, batch=batch, workers=workers, device=device)
     if out is not None:
         check_output_path(out, folder=True)  # before any computing
@@ -82,6 +85,7 @@ def eval_command(
                  num_workers=workers, device=device, vanilla=vanilla,
                  reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch,
                  backend=backend)
+        _print_results_json(out, as_json)
         return
     if out is None:
         raise VifiError("--protocol needs --out (the folder for the per-split runs and the aggregated table)")
@@ -104,6 +108,14 @@ def eval_command(
     run_and_report(the_suite, out, train=train, overrides=list(set_ or []),
                    views=parse_views(views or the_suite.views or default_views), batch=batch, num_workers=workers,
                    device=device)
+    _print_results_json(out, as_json)
+
+
+def _print_results_json(out: Path, as_json: bool) -> None:
+    if as_json:
+        from vifi import console
+
+        console.result((Path(out) / "results.json").read_text(encoding="utf-8"))
 
 
 def _suite_from_flags(protocol, checkpoint, data, labels, root, splits, dataset, seeds, shots, recipe):

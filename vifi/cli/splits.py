@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from vifi import console
+
 splits_app = typer.Typer(help="Generate protocol splits (base-to-novel, K-shot) from annotation lists.",
                          no_args_is_help=True)
 
@@ -49,7 +51,7 @@ def make(
             raise VifiError("k600-zeroshot needs --k400-labels (e.g. splits/kinetics400.csv) and --labels (K600's)")
         record = make_zeroshot_k600(k400_labels, labels, out, eval_list=val, seeds=_ints(seeds or "1,2,3", "--seeds"),
                                     n_classes=classes, overwrite=overwrite)
-        print(f"k600-zeroshot: {record['candidates']} K600 classes absent from K400; "
+        console.note(f"k600-zeroshot: {record['candidates']} K600 classes absent from K400; "
               f"{len(record['splits'])} splits of {classes} -> {out}")
         return
     if not train:
@@ -63,7 +65,7 @@ def make(
             raise VifiError("base2novel takes one --shots value")
         record = make_base2novel(train, val, labels, out, shots=k[0], seeds=_ints(seeds or "1,2,3", "--seeds"),
                                  overwrite=overwrite)
-        print(f"base2novel: {record['n_base']} base / {record['n_novel']} novel classes, "
+        console.note(f"base2novel: {record['n_base']} base / {record['n_novel']} novel classes, "
               f"{len(record['seeds'])} few-shot seeds of {k[0]} -> {out}")
     else:
         if seeds is not None:  # one generator seed draws every K; silently ignoring --seeds would mislead
@@ -71,7 +73,7 @@ def make(
                             "and k600-zeroshot)")
         record = make_kshot(train, labels, out, shots=_ints(shots or "2,4,8,16", "--shots"), seed=seed, val_list=val,
                             overwrite=overwrite)
-        print(f"fewshot: K = {', '.join(map(str, record['shots']))} -> {out}")
+        console.note(f"fewshot: K = {', '.join(map(str, record['shots']))} -> {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from vifi import console
+
 viz_app = typer.Typer(help="Pictures: t-SNE of video embeddings, attention maps over frames, training curves.",
                       no_args_is_help=True)
 
@@ -43,8 +45,8 @@ def tsne(
     png = out / f"tsne_{'_vs_'.join(n.replace(' ', '') for n in _names(checkpoint))}.png"
     plot_tsne(panels, class_names, png)
     write_json_atomic(out / "tsne_scores.json", scores)
-    print(f"wrote {png}")
-    print(json.dumps({"png": str(png), "scores": scores}))
+    console.note(f"wrote {png}")
+    console.result(json.dumps({"png": str(png), "scores": scores}))
 
 
 @viz_app.command("attention")
@@ -65,7 +67,7 @@ def attention(
     rows = [(name, f, a) for name, (_, f, a) in zip(_names(checkpoint), rows)]
     png = out / f"attention_{video.stem}.png"
     plot_attention(rows, png, f"{video.name}: class-token attention to patches, last block (heads averaged)")
-    print(f"wrote {png}")
+    console.note(f"wrote {png}")
 
 
 @viz_app.command("curves")
@@ -78,7 +80,7 @@ def curves(
 
     png = out / f"curves_{'_vs_'.join(r.name for r in runs)}.png"
     plot_curves(runs, png, smooth=max(1, smooth))
-    print(f"wrote {png}")
+    console.note(f"wrote {png}")
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,8 @@ def zeroshot(
     template: Optional[str] = typer.Option(None, "--template", help="prompt template, e.g. 'a video of {}.' "
                                                                     "(default: the checkpoint's)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write video,label,prob rows (.csv) or .json; "
-                                                                 "- writes the CSV to stdout (and nothing else)"),
+                                                                 "- writes the CSV to stdout (the table goes to stderr)"),
+    as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),
     backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
@@ -45,6 +46,9 @@ def zeroshot(
     if top_k < 1:
         raise VifiError("--top-k must be at least 1")
     check_cli_values(frames=frames, batch=batch, device=device, template=template)
+    to_stdout = out is not None and str(out) == STDOUT
+    if as_json and to_stdout:
+        raise VifiError("--json and --out - both print on stdout; give one of them")
     if out is not None:
         check_output_path(out, folder=False)  # before any decoding: a bad --out must not cost the computation
     paths = collect_videos(videos)
@@ -52,8 +56,14 @@ def zeroshot(
     inputs = inference_inputs(facts, frames=frames, template=template, vanilla=vanilla)
     table = classify(paths, names, model, inputs, views=view_pair, device=device, batch=batch, backend=backend,
                      skip_undecodable=skip_undecodable)
-    if out is None or str(out) != STDOUT:  # with --out -, stdout carries the CSV only
-        print_top_k(table, min(top_k, len(names)))
+    from vifi import console
+    from vifi.zeroshot import render_output
+
+    # stdout carries one thing: the JSON, the CSV (--out -) or else the table; the table then moves to stderr.
+    console.reserve_stdout(as_json or to_stdout)
+    print_top_k(table, min(top_k, len(names)))
+    if as_json:
+        console.result(render_output(table, True))
     if out is not None:
         write_output(table, out)
 

@@ -92,10 +92,9 @@ def resolve_backend(backend: str) -> str:
             _DECORD_OK = True
         except ImportError:
             _DECORD_OK = False
-            import sys
+            from vifi import console
 
-            print("notice: decord is not installed on this platform; decoding with PyAV (same frames, slower)",
-                  file=sys.stderr)
+            console.note("notice: decord is not installed on this platform; decoding with PyAV (same frames, slower)")
     return "decord" if _DECORD_OK else "pyav"
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from vifi import console
 from vifi.config import RunConfig
 from vifi.data.dataset import StepBatches, TrainClips, collate
 from vifi.data.mixup import MixSettings
@@ -113,7 +114,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.head = DDP(self.model.head, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
-                            broadcast_buffers=False, gradient_as_bucket_view=True)
+                            gradient_as_bucket_view=True, **_no_forward_buffer_sync(DDP))
         compiled = compile_enabled(self.cfg, rt.device)
         if compiled:
             self.head = torch.compile(self.head)
@@ -211,7 +212,7 @@ class Trainer:
         self.progress["nonfinite"] += 1
         limit = 5
         if self.runtime.is_main:
-            print(f"warning: non-finite loss or gradient at step {step}; step skipped ({self.progress['nonfinite']}/{limit})")
+            console.warn(f"non-finite loss or gradient at step {step}; step skipped ({self.progress['nonfinite']}/{limit})")
         if self.progress["nonfinite"] >= limit:
             from vifi.engine.checkpointing import read_latest
 
@@ -252,6 +253,16 @@ class Trainer:
             if new:
                 writer.writerow(["epoch", "step", "top1", "top5"])
             writer.writerow([epoch, self.progress["step"], metrics.get("top1", ""), metrics.get("top5", "")])
+
+
+def _no_forward_buffer_sync(ddp_class) -> dict:
+    """No buffer broadcast before each forward (every rank holds the same buffers). torch ≥ 2.13 renamed the
+    argument and warns once per rank on the old name; buffers are still synced once at start, which is harmless."""
+    import inspect
+
+    if "forward_sync_buffers" in inspect.signature(ddp_class.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 def _truncate_csv(path: Path, column: str, keep) -> None:

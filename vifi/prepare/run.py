@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vifi import console
 from vifi.data.annotations import Entry, write_annotation_list, write_label_csv
 from vifi.fileio import sha256_file, write_json_atomic, write_text_atomic
 from vifi.outfolder import check_out_folder, staged_folder
@@ -91,12 +92,12 @@ def _reencode(prepared, root: Path, dst: Path, short_side: int, fmt: str, worker
         if lost:
             failed_by_split[split] = lost
     before, after = int(table["bytes_in"].sum()), int(table["bytes_out"].sum())
-    print(f"re-encoded {len(ok)} of {len(unique)} videos to {dst} ({fmt}, short side {short_side}): "
-          f"{before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB on disk", flush=True)
+    console.note(f"re-encoded {len(ok)} of {len(unique)} videos to {dst} ({fmt}, short side {short_side}): "
+          f"{before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB on disk")
     if len(failed):
         first = failed.iloc[0]
-        print(f"warning: {len(failed)} videos failed to re-encode and are left out of the lists "
-              f"(first: {first['path']}: {first['status']}); see {final / 'reencode.csv'}", flush=True)
+        console.warn(f"{len(failed)} videos failed to re-encode and are left out of the lists "
+              f"(first: {first['path']}: {first['status']}); see {final / 'reencode.csv'}")
     return prepared, failed_by_split, dst, {"format": fmt, "short_side": short_side, "videos": len(ok), "failed": len(failed),
                            "bytes_before": before, "bytes_after": after}
 
