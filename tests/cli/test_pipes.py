@@ -105,3 +105,19 @@ def test_version_prints_the_installed_number():
 
     proc = _vifi("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"vifi {__version__}"
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_rank_0_prints_and_no_deprecation_warning(tmp_path, demo_data):
+    args = ["finetune", "demo", "--data", demo_data["train_list"], "--val", demo_data["val_list"], "--labels",
+            demo_data["labels"], "--root", demo_data["root"], "--out", tmp_path / "ddp", "--micro-batch", "3",
+            "--set", "train.epochs=1", "--set", "data.frames=2", "--set", "data.num_workers=0",
+            "--set", "train.log_every=1"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           "29541", "-m", "vifi", *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "FutureWarning" not in proc.stderr and "Warning" not in proc.stdout
+    # One final-evaluation line and one results table, not one per rank.
+    assert proc.stderr.count("epoch 1: top1") == 1, proc.stderr
+    assert proc.stdout.count("final evaluation") == 1, proc.stdout
+    assert "epoch 1/1" not in proc.stdout  # progress never on stdout

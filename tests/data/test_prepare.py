@@ -200,7 +200,7 @@ def test_reencode_keeps_every_frame_never_touches_sources_and_resumes(tmp_path):
                            "--reencode", dst, "--short-side", "48", "--workers", "1", "--min-frames", "4"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr  # two sources could not be re-encoded: not a clean result
-    assert "2 videos failed to re-encode" in proc.stdout and "MiB ->" in proc.stdout
+    assert "2 videos failed to re-encode" in proc.stderr and "MiB ->" in proc.stderr
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
     # MJPEG/AVI named after the whole source name, with its source record; no partial outputs
     assert sorted(p.name for p in dst.rglob("*") if p.is_file()) == [".v.avi.avi.source.json", "v.avi.avi"]

@@ -44,7 +44,7 @@ def _global_options(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import bench, export, finetune, prepare, prompt, splits, viz, zeroshot
+    from vifi.cli import bench, config_cmd, export, finetune, prepare, prompt, splits, viz, zeroshot
 
     prepare.register(app)
     finetune.register(app)
@@ -55,6 +55,7 @@ def _register() -> None:
     export.register(app)
     bench.register(app)
     viz.register(app)
+    config_cmd.register(app)
 
 
 _register()
