@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vifi.errors import VifiError
 
@@ -108,6 +108,14 @@ class TrainConfig(_Section):
     # activation checkpointing of the image tower: true = every block, N = the first N blocks (the text tower, run
     # once per step, is never checkpointed): less memory for some speed (docs/performance.md)
     checkpointing: Union[bool, int] = False
+    report_to: list[Literal["tensorboard", "wandb"]] = []  # trackers beside log.csv (vifi/engine/tracking.py)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, value):
+        from vifi.engine.tracking import parse_report_to
+
+        return parse_report_to(value)
 
     @model_validator(mode="after")
     def _check_batches(self):

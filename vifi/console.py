@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
-from typing import IO, Iterator
+from typing import IO
 
 _quiet = False
 _stdout_reserved = False  # --json / --out -: stdout carries one machine-readable result, tables move to stderr
@@ -90,17 +89,20 @@ def print_rich(renderable, *, to_stdout: bool) -> None:
         mirror_line(console.export_text())
 
 
-@contextmanager
-def mirror_to(path: str | os.PathLike) -> Iterator[None]:
-    """Append every stderr notice, warning and table of this block to `path` (a run's `run.log`)."""
+def start_mirror(path: str | os.PathLike) -> None:
+    """From now on append every stderr notice, warning and table to `path` (a run's `run.log`), on rank 0.
+
+    Not a context manager on purpose: the run folder is validated (and cleared on --overwrite) inside the run,
+    so the mirror can only start there; a later start_mirror or the end of the process closes it.
+    """
     global _mirror
-    if not is_main_rank():
-        yield
-        return
-    previous = _mirror
-    with open(path, "a", encoding="utf-8") as fh:
-        _mirror = fh
-        try:
-            yield
-        finally:
-            _mirror = previous
+    stop_mirror()
+    if is_main_rank():
+        _mirror = open(path, "a", encoding="utf-8")
+
+
+def stop_mirror() -> None:
+    global _mirror
+    if _mirror is not None:
+        _mirror.close()
+        _mirror = None

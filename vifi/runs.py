@@ -25,7 +25,7 @@ from vifi.run_folder import RunFolder
 
 # What --resume may change without changing training (applied, and said so); any other difference is refused.
 SAFE_ON_RESUME = ("data.num_workers", "data.backend", "train.log_every", "train.save_every", "train.keep_last",
-                  "eval.batch", "eval.skip_undecodable")
+                  "eval.batch", "eval.skip_undecodable", "train.report_to")
 
 
 def check_run_request(run: RunFolder, overwrite: bool, resume: bool) -> None:
@@ -209,6 +209,7 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
         if overwrite:
             run.clear()  # only now: every new input above has been read and checked
         write_text_atomic(run.config, dump_config(cfg))  # on resume: the saved one plus the safe changes applied
+        console.start_mirror(run.run_log)  # from here on, what the run says on stderr is kept with it
     runtime.barrier()
     if resume:
         trainer.resume()
@@ -226,6 +227,7 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
                    "frames": cfg.data.frames, "epochs": cfg.train.epochs, "steps": trainer.progress["step"],
                    "checkpoint": str(run.final_weights)}
         write_eval_outputs(out, result, summary, title=f"{cfg.name}: final evaluation")
+    console.stop_mirror()
     runtime.barrier()
     return result.summary()
 

@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from vifi import console
 from vifi.errors import VifiError
 
 app = typer.Typer(
@@ -91,6 +92,7 @@ def main() -> None:
         build_command()(prog_name="vifi")
     except VifiError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        console.mirror_line(f"error: {exc}")  # a run that stops on an error says why in its run.log too
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and not interrupted:

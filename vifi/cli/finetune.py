@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from vifi.cli.options import report_to_option
+
 
 def train_from_cli(recipe: str, out: Path, overrides: list[str], *, resume: bool, overwrite: bool,
                    device: Optional[str], deterministic: bool, values: Optional[dict] = None) -> None:
@@ -55,6 +57,7 @@ def finetune(
                                      help="--resume when --out has a checkpoint, else start (for requeued jobs)"),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="evaluate on the val videos that decode (eval.skip_undecodable)"),
+    report_to: Optional[str] = report_to_option(),
 ) -> None:
     from vifi.run_folder import RunFolder
 
@@ -64,7 +67,7 @@ def finetune(
               "model.clip": clip, "model.init_from": init_from, "model.train": train_mode,
               "train.micro_batch": _micro_batch(micro_batch), "train.compile": compile_,
               "train.checkpointing": checkpointing or None, "data.backend": backend,
-              "eval.skip_undecodable": skip_undecodable or None}
+              "eval.skip_undecodable": skip_undecodable or None, "train.report_to": report_to}
     train_from_cli(recipe, out, list(set_ or []), resume=resume, overwrite=overwrite, device=device,
                    deterministic=deterministic, values=values)
 

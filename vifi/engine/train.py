@@ -124,6 +124,11 @@ class Trainer:
         self.workers = resolve_workers(self.cfg.data.num_workers)
         self.progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "nonfinite": 0}
         self.stop_signal: int | None = None
+        from vifi.engine.tracking import RunTracker  # TensorBoard / W&B / plain lines: rank 0 reports
+
+        self.tracker = RunTracker(self.cfg, self.run_dir, t.epochs * self.steps_per_epoch, self.steps_per_epoch,
+                                  plain_lines=self.show_progress and not console.stderr_is_terminal()
+                                  ) if rt.is_main else None
 
     # ---- resume ---------------------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -163,6 +168,8 @@ class Trainer:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+            if self.tracker is not None:
+                self.tracker.close()
 
     def _fit(self) -> None:
         t, rt = self.cfg.train, self.runtime
@@ -192,7 +199,8 @@ class Trainer:
     def _train_epoch(self, epoch: int, host) -> None:
         t, rt = self.cfg.train, self.runtime
         remaining = self.steps_per_epoch - self.progress["step_in_epoch"]
-        with progress_bar(f"epoch {epoch + 1}/{t.epochs}", remaining, enabled=self.show_progress and rt.is_main) as bar:
+        bar_shown = self.show_progress and rt.is_main and console.stderr_is_terminal()  # else: the tracker's lines
+        with progress_bar(f"epoch {epoch + 1}/{t.epochs}", remaining, enabled=bar_shown) as bar:
             for _ in range(remaining):
                 tic = time.perf_counter()
                 step = self.progress["step"]
@@ -244,6 +252,9 @@ class Trainer:
             clips = self.cfg.train.global_batch / max(step_time, 1e-9)
             writer.writerow([self.progress["step"], epoch, f"{lr:.6g}",
                              f"{loss:.6f}", f"{clips:.2f}", f"{data_wait:.4f}"])
+        if self.tracker is not None:
+            self.tracker.log_step(step=self.progress["step"], epoch=epoch, lr=lr, loss=loss, clips_per_s=clips,
+                                  data_wait_s=data_wait)
 
     def _append_summary(self, epoch: int, metrics: dict) -> None:
         path = self.run_dir / "summary.csv"
@@ -253,6 +264,8 @@ class Trainer:
             if new:
                 writer.writerow(["epoch", "step", "top1", "top5"])
             writer.writerow([epoch, self.progress["step"], metrics.get("top1", ""), metrics.get("top5", "")])
+        if self.tracker is not None:
+            self.tracker.log_eval(epoch=epoch, step=self.progress["step"], metrics=metrics)
 
 
 def _no_forward_buffer_sync(ddp_class) -> dict:
