@@ -226,7 +226,8 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
                    "reported": "last epoch",
                    "frames": cfg.data.frames, "epochs": cfg.train.epochs, "steps": trainer.progress["step"],
                    "checkpoint": str(run.final_weights)}
-        write_eval_outputs(out, result, summary, title=f"{cfg.name}: final evaluation")
+        write_eval_outputs(out, result, summary, title=f"{cfg.name}: final evaluation", class_names=names,
+                           device=runtime.device, config=dump_config(cfg))
     console.stop_mirror()
     runtime.barrier()
     return result.summary()
@@ -236,17 +237,23 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
              clips: int = 1, crops: int = 1, batch: int = 8, num_workers: int = 2, device: str | None = None,
              precision: str = "auto", vanilla: bool = False, reference_multiclip: bool = False,
              show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False,
-             arch: str = "ViT-B-16", backend: str = "decord") -> dict[str, Any]:
-    """`frames` None: the checkpoint's; `vanilla`: bare class names instead of the checkpoint's template."""
+             arch: str = "ViT-B-16", backend: str = "decord", limit: int | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
+    """`frames` None: the checkpoint's; `vanilla`: bare class names instead of the checkpoint's template;
+    `limit`: that many videos spread over the list; `overwrite`: replace results already in `out`."""
     from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
 
     out = Path(out)
     check_output_path(out, folder=True)
-    if RunFolder(out).finished:
-        raise VifiError(f"{out} already holds results.json; choose another --out")
+    if RunFolder(out).finished and not overwrite:
+        raise VifiError(f"{out} already holds results.json; pass --overwrite to replace it or choose another --out")
+    if limit is not None and limit < 1:
+        raise VifiError(f"--limit {limit}: give a number of videos ≥ 1")
     names = read_label_csv(labels)
     entries = read_annotation_list(data, num_classes=len(names))
+    if limit is not None:
+        entries = evenly_spaced(entries, limit)
     check_videos_exist(entries, root, data)
     runtime = setup_runtime(device, precision)
     model, facts = load_for_inference(checkpoint, clip, arch)  # plain CLIP when no checkpoint (vanilla zero-shot)
@@ -260,23 +267,44 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
                       text_features=text, show_progress=show_progress, skip_undecodable=skip_undecodable)
     summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": inputs.frames,
                "checkpoint": str(checkpoint or f"plain CLIP {arch} ({clip})"), "data": str(data),
-               "text": "bare class names" if template is None else template}
+               "text": "bare class names" if template is None else template,
+               **({"limit": limit} if limit is not None else {})}
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_eval_outputs(out, result, summary, title=f"evaluation of {checkpoint}")
+        write_eval_outputs(out, result, summary, title=f"evaluation of {checkpoint}", class_names=names,
+                           device=runtime.device, config={k: v for k, v in summary.items() if k in EVAL_SETTINGS})
     return summary
 
 
-def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], title: str) -> None:
+EVAL_SETTINGS = ("checkpoint", "data", "views", "frames", "text", "limit")  # what an evaluation's hash covers
+
+
+def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], title: str, *,
+                       class_names: list[str], device=None, config=None) -> None:
+    from vifi.results import class_metrics, provenance, with_class_names
+
     run = RunFolder(out)
-    write_text_atomic(run.predictions, result.predictions.to_csv(index=False))
+    write_text_atomic(run.predictions, with_class_names(result.predictions, class_names).to_csv(index=False))
+    per_class, confusion, mean_class = class_metrics(result.predictions, class_names)
+    write_text_atomic(run.per_class, per_class.to_csv(index=False))
+    write_text_atomic(run.confusion, confusion.to_csv())
+    summary = {**summary, "mean_class_top1": mean_class}
     if result.failed:
         write_text_atomic(run.failed, "".join(f"{path}\t{why}\n" for path, why in result.failed))
         console.warn(f"{len(result.failed)} undecodable videos left out of the scores (listed in {run.failed})")
+    else:
+        run.failed.unlink(missing_ok=True)  # from an earlier evaluation replaced with --overwrite
     table = pd.DataFrame([{"videos": result.n_videos, "top1": round(result.top1, 2), "top5": round(result.top5, 2),
-                           "views": summary.get("views", "1x1")}])
-    write_table(out, table, summary, title)
+                           "mean_class_top1": round(mean_class, 2), "views": summary.get("views", "1x1")}])
+    write_table(out, table, {**summary, "provenance": provenance(device=device, config=config)}, title)
     print_table(table, title)
+
+
+def evenly_spaced(entries: list, limit: int) -> list:
+    """`limit` entries spread over the whole list (lists are often sorted by class; the first N would be one class)."""
+    if limit >= len(entries):
+        return entries
+    return [entries[i * len(entries) // limit] for i in range(limit)]
 
 
 def _auto_micro_batch(cfg: RunConfig, runtime: Runtime, n_classes: int) -> RunConfig:

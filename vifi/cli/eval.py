@@ -62,6 +62,9 @@ def eval_command(
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="score only the videos that decode (they are listed in failed.txt)"),
     as_json: bool = typer.Option(False, "--json", help="print only results.json on stdout (tables go to stderr)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only N videos, evenly spaced through the list "
+                                                              "(a quick check; results.json records it)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the results already in --out"),
 ) -> None:
     from vifi import console
     from vifi.config import check_cli_values
@@ -84,11 +87,14 @@ def eval_command(
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
                  num_workers=workers, device=device, vanilla=vanilla,
                  reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch,
-                 backend=backend)
+                 backend=backend, limit=limit, overwrite=overwrite)
         _print_results_json(out, as_json)
         return
     if out is None:
         raise VifiError("--protocol needs --out (the folder for the per-split runs and the aggregated table)")
+    if limit is not None or overwrite:
+        raise VifiError("--limit and --overwrite apply to a single evaluation, not to --protocol/--suite runs "
+                        "(a protocol run resumes in its --out)")
     from vifi.cli.splits import _ints
     from vifi.protocols.suite import check_complete, load_suite
 

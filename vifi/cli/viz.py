@@ -10,8 +10,23 @@ import typer
 
 from vifi import console
 
-viz_app = typer.Typer(help="Pictures: t-SNE of video embeddings, attention maps over frames, training curves.",
+viz_app = typer.Typer(help="Pictures: t-SNE of video embeddings, attention maps over frames, training curves, "
+                           "confusion matrices. Needs the viz extra: pip install 'vifi[viz]'.",
                       no_args_is_help=True)
+
+
+def _need_viz_extra(*modules: str) -> None:
+    """matplotlib / scikit-learn serve only `vifi viz`, so they are an extra: say so in one line before any work."""
+    import importlib
+
+    from vifi.errors import VifiError
+
+    for module in ("matplotlib", *modules):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            package = {"sklearn": "scikit-learn"}.get(module, module)
+            raise VifiError(f"vifi viz needs {package}, which is not installed; pip install 'vifi[viz]'") from None
 
 
 def _names(checkpoints: list[str]) -> list[str]:
@@ -30,6 +45,7 @@ def tsne(
     device: Optional[str] = typer.Option(None, "--device"),
     clip: Optional[str] = typer.Option(None, "--clip", help="token table for paper .pth checkpoints"),
 ) -> None:
+    _need_viz_extra("sklearn")
     from vifi.data.annotations import read_label_csv
     from vifi.fileio import write_json_atomic
     from vifi.viz.embed import embed_videos
@@ -58,6 +74,7 @@ def attention(
     device: Optional[str] = typer.Option(None, "--device"),
     clip: Optional[str] = typer.Option(None, "--clip"),
 ) -> None:
+    _need_viz_extra()
     from vifi.errors import VifiError
     from vifi.viz.attention import attention_rows, plot_attention
 
@@ -76,10 +93,27 @@ def curves(
     out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG"),
     smooth: int = typer.Option(1, "--smooth", help="moving average of the loss over this many steps"),
 ) -> None:
+    _need_viz_extra()
     from vifi.viz.curves import plot_curves
 
     png = out / f"curves_{'_vs_'.join(r.name for r in runs)}.png"
     plot_curves(runs, png, smooth=max(1, smooth))
+    console.note(f"wrote {png}")
+
+
+@viz_app.command("confusion", help="The confusion matrix of an evaluation (confusion.csv) as a PNG.\n\n"
+                                   "Example: vifi viz confusion runs/eval-ucf101 --out viz")
+def confusion(
+    source: Path = typer.Argument(..., help="folder of `vifi eval` / `vifi finetune`, or its confusion.csv"),
+    out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG"),
+) -> None:
+    from vifi.viz.confusion import plot_confusion, read_confusion
+
+    _need_viz_extra()
+    matrix = read_confusion(source)
+    name = source.name if source.is_dir() else source.parent.name
+    png = out / f"confusion_{name}.png"
+    plot_confusion(matrix, png, f"{name}: confusion (rows: true class, share of its videos)")
     console.note(f"wrote {png}")
 
 
