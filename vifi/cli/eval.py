@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from vifi.cli.options import cache_dir_option
+
 
 def parse_views(views: str) -> tuple[int, int]:
     from vifi.errors import VifiError
@@ -54,10 +56,11 @@ def eval_command(
     recipe: Optional[str] = typer.Option(None, "--recipe", help="recipe of those fine-tunes (default b2n / fewshot)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override for those fine-tunes (repeatable)"),
     partial: bool = typer.Option(False, "--partial", help="run a suite that lacks some of the paper's datasets"),
-    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: plain CLIP without --checkpoint "
-                                                            "(vanilla zero-shot with --vanilla), or the token table a "
-                                                            "paper .pth lacks"),
-    arch: str = typer.Option("ViT-B-16", "--arch", help="architecture of --clip given as an open_clip tag"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights (local file, open_clip tag such as "
+                                                            "openai, or hf-hub:ORG/NAME): plain CLIP without "
+                                                            "--checkpoint, or the token table a paper .pth lacks"),
+    arch: str = typer.Option("ViT-B-16", "--arch",
+                             help="open_clip architecture of --clip (e.g. ViT-B-16, ViT-L-14), or hf-hub:ORG/NAME"),
     backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="score only the videos that decode (they are listed in failed.txt)"),
@@ -65,6 +68,7 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only N videos, evenly spaced through the list "
                                                               "(a quick check; results.json records it)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the results already in --out"),
+    cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi import console
     from vifi.config import check_cli_values

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from vifi.cli.options import report_to_option
+from vifi.cli.options import cache_dir_option, report_to_option
 
 
 def train_from_cli(recipe: str, out: Path, overrides: list[str], *, resume: bool, overwrite: bool,
@@ -39,7 +39,8 @@ def finetune(
     val: Optional[str] = typer.Option(None, "--val", help="evaluation list (data.val_list)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="label CSV (data.labels)"),
     root: Optional[str] = typer.Option(None, "--root", help="video root (data.root)"),
-    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: local file or open_clip tag"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: local file, open_clip tag of --arch "
+                                                            "(openai, laion2b_s34b_b88k, …) or hf-hub:ORG/NAME"),
     init_from: Optional[str] = typer.Option(None, "--init-from", "--checkpoint",
                                             help="start from a checkpoint's weights (vifi, run folder or paper .pth)"),
     train_mode: Optional[str] = typer.Option(None, "--train", help="both | image | text"),
@@ -58,6 +59,7 @@ def finetune(
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="evaluate on the val videos that decode (eval.skip_undecodable)"),
     report_to: Optional[str] = report_to_option(),
+    cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi.run_folder import RunFolder
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from vifi.cli.finetune import train_from_cli
-from vifi.cli.options import report_to_option
+from vifi.cli.options import cache_dir_option, report_to_option
 
 
 def prompt(
@@ -28,6 +28,7 @@ def prompt(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
     deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),
     report_to: Optional[str] = report_to_option(),
+    cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi.errors import VifiError
 

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from vifi.cli.options import cache_dir_option
+
 
 def zeroshot(
     videos: List[str] = typer.Argument(..., help="video files, folders, or - to read paths from stdin"),
@@ -14,9 +16,11 @@ def zeroshot(
     labels_file: Optional[str] = typer.Option(None, "--labels-file", help="one label per line"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="vifi checkpoint, prompt artifact, run "
                                                                        "folder or paper .pth"),
-    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights (plain CLIP, or the token table a paper "
-                                                            ".pth needs)"),
-    arch: str = typer.Option("ViT-B-16", "--arch", help="architecture of --clip weights given as an open_clip tag"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights (local file, open_clip tag such as "
+                                                            "openai, or hf-hub:ORG/NAME): plain CLIP, or the token "
+                                                            "table a paper .pth needs"),
+    arch: str = typer.Option("ViT-B-16", "--arch",
+                             help="open_clip architecture of --clip (e.g. ViT-B-16, ViT-L-14), or hf-hub:ORG/NAME"),
     frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: the checkpoint's)"),
     views: str = typer.Option("1x1", "--views", help="CLIPSxCROPS: 1x1 or 4x3"),
     top_k: int = typer.Option(5, "--top-k", help="labels shown per video"),
@@ -31,6 +35,7 @@ def zeroshot(
     backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable", help="score the videos that decode; name "
                                                                             "each one that does not on stderr"),
+    cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi.cli.eval import check_backend, parse_views
     from vifi.config import check_cli_values
