@@ -17,11 +17,16 @@ RECORD = "prepare.json"  # written last; marks a folder that `--overwrite` may r
 
 def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, check: bool = True, workers: int = 4,
             min_frames: int = 8, reencode: Path | None = None, short_side: int = 256, fmt: str = "mjpeg",
-            backend: str = "decord", overwrite: bool = False, show_progress: bool = True) -> dict:
+            backend: str = "decord", overwrite: bool = False, show_progress: bool = True,
+            val_fraction: float | None = None, seed: int = 0) -> dict:
     """Everything is checked first; the lists are built in a temporary sibling of `out`, moved into place complete
     (so `--overwrite` leaves nothing of the previous run: no stale manifest or quarantine)."""
     check_out_folder(out, "--out", overwrite, RECORD)
     prepared = read_layout(dataset, root, lists)
+    if val_fraction is not None:  # own data: all.txt plus a stratified train.txt / val.txt
+        from vifi.prepare.holdout import stratified_split
+
+        prepared.splits["train"], prepared.splits["val"] = stratified_split(prepared.splits["all"], val_fraction, seed)
     if reencode is not None:
         from vifi.prepare.reencode import check_reencode_target
 
