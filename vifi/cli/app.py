@@ -81,23 +81,47 @@ def build_command():
 
 
 def main() -> None:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer.exceptions import Abort
+
     interrupted = []
 
     def on_ctrl_c(signum, frame):
         interrupted.append(signum)
-        signal.default_int_handler(signum, frame)  # KeyboardInterrupt, which Typer turns into exit 130
+        signal.default_int_handler(signum, frame)  # KeyboardInterrupt, which Typer turns into exit code 130
 
     signal.signal(signal.SIGINT, on_ctrl_c)
     try:
-        build_command()(prog_name="vifi")
-    except VifiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        console.mirror_line(f"error: {exc}")  # a run that stops on an error says why in its run.log too
+        code = build_command().main(prog_name="vifi", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `vifi` or `vifi bench` alone: the help, as click shows it
+        exc.show()
         sys.exit(2)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        if isinstance(exc, SystemExit) and not interrupted:
-            raise
-        print("interrupted", file=sys.stderr)
-        # Objects torn down mid-call (decord's VideoReader) may complain in __del__; one line is the whole story.
-        sys.unraisablehook = lambda _info: None
-        sys.exit(130)
+    except VifiError as exc:
+        _fail(f"error: {exc}")
+    except UsageError as exc:  # unknown option, a value outside the choices: one line too, with where to look
+        where = exc.ctx.command_path if exc.ctx is not None else "vifi"
+        _fail(f"error: {' '.join(exc.format_message().split())} (see `{where} --help`)")
+    except ClickException as exc:
+        _fail(f"error: {' '.join(exc.format_message().split())}")
+    except (KeyboardInterrupt, Abort):
+        _interrupted()
+    except SystemExit:
+        if interrupted:
+            _interrupted()
+        raise
+    if interrupted:
+        _interrupted()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted() -> None:
+    print("interrupted", file=sys.stderr)
+    # Objects torn down mid-call (decord's VideoReader) may complain in __del__; one line is the whole story.
+    sys.unraisablehook = lambda _info: None
+    sys.exit(130)
+
+
+def _fail(line: str) -> None:
+    print(line, file=sys.stderr)
+    console.mirror_line(line)  # a run that stops on an error says why in its run.log too
+    sys.exit(2)

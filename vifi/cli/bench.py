@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from vifi.cli.options import Backend, Precision, TrainMode, backend_option
+
 bench_app = typer.Typer(help="Benchmarks: data loading, train step, eval step. Last line of output is JSON.",
                         no_args_is_help=True)
 
@@ -28,7 +30,8 @@ def _json_only(as_json: bool) -> None:
 JSON_HELP = "print only the JSON record on stdout (the table goes to stderr)"
 
 
-@bench_app.command("data")
+@bench_app.command("data", help="Clips per second of the data path (decode, sample, crop) with each backend."
+                                  "\n\nExample: vifi bench data --backend torchcodec --workers 4 --json")
 def data(
     data_list: Optional[str] = typer.Option(None, "--data", help="annotation list (default: synthetic 10 s clips)"),
     root: Optional[str] = typer.Option(None, "--root", help="video root of --data"),
@@ -36,7 +39,7 @@ def data(
     size: int = typer.Option(224, "--size", help="crop size"),
     workers: int = typer.Option(2, "--workers", help="DataLoader processes"),
     clips: int = typer.Option(32, "--clips", help="clips to load (after warm-up)"),
-    backend: str = typer.Option("decord", "--backend", help="decord | pyav"),
+    backend: Backend = backend_option(),
     model_clips_per_s: Optional[float] = typer.Option(None, "--model-clips-per-s",
                                                       help="measured train speed (vifi bench train) -> data-wait share"),
     compare_formats: Optional[Path] = typer.Option(None, "--compare-formats",
@@ -142,16 +145,19 @@ def _device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})"
 
 
-@bench_app.command("train")
+@bench_app.command("train", help="Train-step throughput, MFU and memory on synthetic tensors."
+                                   "\n\nExample: vifi bench train --arch ViT-B-16 --micro-batch auto --compile")
 def train(
     arch: str = typer.Option("ViT-B-16", "--arch", help="open_clip architecture (random weights) or tiny"),
     frames: int = typer.Option(32, "--frames"),
     micro_batch: str = typer.Option("16", "--micro-batch", help="clips per micro-batch, or auto"),
     classes: int = typer.Option(400, "--classes"),
     global_batch: int = typer.Option(256, "--global-batch", help="clips per optimizer step"),
-    train_mode: str = typer.Option("both", "--mode", help="both | image | text"),
+    train_mode: TrainMode = typer.Option("both", "--mode", help="which towers train"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the video head"),
-    checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing of every image block"),
+    checkpointing: bool = typer.Option(False, "--grad-checkpointing", "--checkpointing",
+                                       help="activation checkpointing of every image block (--checkpointing: old "
+                                            "spelling)"),
     checkpoint_blocks: Optional[int] = typer.Option(None, "--checkpoint-blocks",
                                                     help="activation checkpointing of the first N image blocks"),
     data_list: Optional[str] = typer.Option(None, "--data", help="annotation list: time real decoded clips"),
@@ -159,7 +165,7 @@ def train(
     workers: str = typer.Option("auto", "--workers", help="loader processes with --data (auto: cores available)"),
     compare_reference: bool = typer.Option(False, "--compare-reference", help="also measure the reference mode"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
-    precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp16 | fp32"),
+    precision: Precision = typer.Option("auto", "--precision", help="auto: bf16 on CUDA, fp32 on CPU"),
     steps: int = typer.Option(3, "--steps", help="timed optimizer steps"),
     warmup: int = typer.Option(1, "--warmup", help="untimed steps first (compilation, allocator)"),
     peak: Optional[float] = typer.Option(None, "--peak-tflops", help="device peak for MFU (default: known GPUs)"),
@@ -170,7 +176,8 @@ def train(
                      compare_reference, device, precision, steps, warmup, peak, checkpoint_blocks, data_list, root, workers)
 
 
-@bench_app.command("eval")
+@bench_app.command("eval", help="Evaluation throughput on synthetic tensors."
+                                  "\n\nExample: vifi bench eval --arch ViT-B-16 --batch 32 --json")
 def eval_(
     arch: str = typer.Option("ViT-B-16", "--arch"),
     frames: int = typer.Option(32, "--frames"),
@@ -179,7 +186,7 @@ def eval_(
     compile_: bool = typer.Option(False, "--compile"),
     compare_reference: bool = typer.Option(False, "--compare-reference"),
     device: Optional[str] = typer.Option(None, "--device"),
-    precision: str = typer.Option("auto", "--precision"),
+    precision: Precision = typer.Option("auto", "--precision", help="auto: bf16 on CUDA, fp32 on CPU"),
     steps: int = typer.Option(5, "--steps"),
     warmup: int = typer.Option(2, "--warmup"),
     peak: Optional[float] = typer.Option(None, "--peak-tflops"),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, get_args
 
 import typer
+
+from vifi.cli.options import Backend, Protocol, backend_option
 
 from vifi.cli.options import cache_dir_option
 
@@ -25,8 +27,8 @@ def parse_views(views: str) -> tuple[int, int]:
 def check_backend(backend: str) -> str:
     from vifi.errors import VifiError
 
-    if backend not in ("decord", "pyav"):
-        raise VifiError(f"--backend {backend!r}: use decord or pyav")
+    if backend not in get_args(Backend):
+        raise VifiError(f"--backend {backend!r}: use one of {', '.join(get_args(Backend))}")
     return backend
 
 
@@ -46,13 +48,14 @@ def eval_command(
     vanilla: bool = typer.Option(False, "--vanilla", help="bare class names, no prompt template"),
     reference_multiclip: bool = typer.Option(False, "--reference-multiclip",
                                              help="draw k>1 clips with the training formula (reference behaviour)"),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="zeroshot | base2novel | fewshot | supervised"),
+    protocol: Optional[Protocol] = typer.Option(None, "--protocol", help="run a whole protocol into one table"),
     suite: Optional[Path] = typer.Option(None, "--suite", help="protocol suite YAML (several datasets)"),
     splits: Optional[str] = typer.Option(None, "--splits", help="folder from `vifi splits make` (one dataset)"),
     dataset: str = typer.Option("custom", "--dataset", help="name of the one dataset given by flags"),
     seeds: str = typer.Option("1,2,3", "--seeds", help="base2novel seeds"),
     shots: str = typer.Option("2,4,8,16", "--shots", help="fewshot K values"),
-    train: bool = typer.Option(False, "--train", help="fine-tune each seed/K here first (resumable chain)"),
+    train: bool = typer.Option(False, "--fine-tune", "--train", help="fine-tune each seed/K here first (resumable "
+                                                                      "chain; --train is the old spelling)"),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="recipe of those fine-tunes (default b2n / fewshot)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override for those fine-tunes (repeatable)"),
     partial: bool = typer.Option(False, "--partial", help="run a suite that lacks some of the paper's datasets"),
@@ -61,7 +64,7 @@ def eval_command(
                                                             "--checkpoint, or the token table a paper .pth lacks"),
     arch: str = typer.Option("ViT-B-16", "--arch",
                              help="open_clip architecture of --clip (e.g. ViT-B-16, ViT-L-14), or hf-hub:ORG/NAME"),
-    backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
+    backend: Backend = backend_option(),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="score only the videos that decode (they are listed in failed.txt)"),
     as_json: bool = typer.Option(False, "--json", help="print only results.json on stdout (tables go to stderr)"),
@@ -161,4 +164,5 @@ def _suite_from_flags(protocol, checkpoint, data, labels, root, splits, dataset,
 
 def register(app: typer.Typer) -> None:
     app.command("eval", help="Evaluate a checkpoint on a list, or run a whole protocol (--protocol) into one "
-                             "aggregated table.")(eval_command)
+                             "aggregated table.\n\nExample: vifi eval --checkpoint runs/k400 --data test.txt --labels "
+                             "labels.csv --root /videos --out runs/eval --json")(eval_command)

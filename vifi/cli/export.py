@@ -54,5 +54,6 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export", help="Convert a paper .pth release to vifi's safetensors format (no pickle code runs).")(
+    app.command("export", help="Convert a paper .pth release to vifi's safetensors format (no pickle code runs)."
+                               "\n\nExample: vifi export k400_fully_supervised.pth --out k400.safetensors")(
         export)

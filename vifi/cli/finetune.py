@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from vifi.cli.options import cache_dir_option, report_to_option
+from vifi.cli.options import BACKEND_HELP, Backend, TrainMode, backend_option, cache_dir_option, report_to_option
 
 
 def train_from_cli(recipe: str, out: Path, overrides: list[str], *, resume: bool, overwrite: bool,
@@ -43,13 +43,15 @@ def finetune(
                                                             "(openai, laion2b_s34b_b88k, …) or hf-hub:ORG/NAME"),
     init_from: Optional[str] = typer.Option(None, "--init-from", "--checkpoint",
                                             help="start from a checkpoint's weights (vifi, run folder or paper .pth)"),
-    train_mode: Optional[str] = typer.Option(None, "--train", help="both | image | text"),
+    train_mode: Optional[TrainMode] = typer.Option(None, "--train-mode", "--train",
+                                                   help="which towers train (model.train; --train: old spelling)"),
     micro_batch: Optional[str] = typer.Option(None, "--micro-batch",
                                               help="per-device micro-batch or auto (the global batch is kept)"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile",
                                             help="torch.compile the video head and augmentation (default: on CUDA)"),
-    checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing (less memory)"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="video decoder: decord | pyav (data.backend)"),
+    checkpointing: bool = typer.Option(False, "--grad-checkpointing", "--checkpointing",
+                                       help="activation checkpointing: less memory, some speed (as open_clip, timm)"),
+    backend: Optional[Backend] = backend_option(None, BACKEND_HELP + "; sets data.backend"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
@@ -87,4 +89,5 @@ def _micro_batch(text: Optional[str]):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("finetune", help="Fine-tune CLIP on videos (ViFi-CLIP), then evaluate; writes a run folder.")(finetune)
+    app.command("finetune", help="Fine-tune CLIP on videos (ViFi-CLIP), then evaluate; writes a run folder."
+                                 "\n\nExample: vifi finetune demo --out runs/demo")(finetune)

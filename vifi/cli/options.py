@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
+
+# Typed choices: typer lists them in --help, completes them, and refuses anything else before any work.
+Backend = Literal["decord", "pyav", "torchcodec"]
+TrainMode = Literal["both", "image", "text"]
+Protocol = Literal["zeroshot", "base2novel", "fewshot", "supervised"]
+ReencodeFormat = Literal["mjpeg", "h264-intra", "h264"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+BACKEND_HELP = "video decoder (same frames from each; docs/data.md)"
+
+
+def backend_option(default: Optional[str] = "decord", help: str = BACKEND_HELP):
+    return typer.Option(default, "--backend", help=help)
 
 
 def report_to_option() -> Optional[str]:

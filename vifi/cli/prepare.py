@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from vifi.cli.options import Backend, ReencodeFormat, backend_option
+
 
 def prepare(
     dataset: str = typer.Argument(..., help="ucf101 | hmdb51 | kinetics400 | kinetics600 | ssv2 | generic"),
@@ -18,8 +20,8 @@ def prepare(
     min_frames: int = typer.Option(8, "--min-frames", help="videos with fewer frames are quarantined"),
     reencode: Optional[Path] = typer.Option(None, "--reencode", help="re-encode the videos into this folder first"),
     short_side: int = typer.Option(256, "--short-side", help="re-encode: short side in pixels"),
-    fmt: str = typer.Option("mjpeg", "--format", help="re-encode: mjpeg | h264-intra | h264 (docs/data.md)"),
-    backend: str = typer.Option("decord", "--backend", help="decoder used by the check: decord | pyav"),
+    fmt: ReencodeFormat = typer.Option("mjpeg", "--format", help="re-encode format (docs/data.md)"),
+    backend: Backend = backend_option(help="decoder used by the check"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an --out folder written by vifi prepare"),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction",
                                                  help="generic: also write a stratified train.txt / val.txt with "

@@ -24,7 +24,9 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     return values
 
 
-@splits_app.command("make")
+@splits_app.command("make", help="Protocol splits from prepared lists, with a split.json record."
+                                    "\n\nExample: vifi splits make base2novel --train train1.txt --val test1.txt "
+                                    "--labels labels.csv --out splits/ucf101/b2n")
 def make(
     protocol: str = typer.Argument(..., help="base2novel | fewshot | k600-zeroshot"),
     train: str = typer.Option(None, "--train", help="training list (path label, 0-based)"),

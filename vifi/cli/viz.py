@@ -34,7 +34,9 @@ def _names(checkpoints: list[str]) -> list[str]:
     return [f"{n} ({i + 1})" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
-@viz_app.command("tsne")
+@viz_app.command("tsne", help="t-SNE of video embeddings, one panel per checkpoint, with separability scores."
+                                "\n\nExample: vifi viz tsne --data test.txt --labels labels.csv --root videos "
+                                "--checkpoint runs/demo --out viz")
 def tsne(
     data: str = typer.Option(..., "--data", help="annotation list of the videos to embed"),
     labels: str = typer.Option(..., "--labels", help="label CSV (class names for the legend)"),
@@ -65,7 +67,8 @@ def tsne(
     console.result(json.dumps({"png": str(png), "scores": scores}))
 
 
-@viz_app.command("attention")
+@viz_app.command("attention", help="Class-token attention to patches over sampled frames, a row per checkpoint."
+                                     "\n\nExample: vifi viz attention clip.mp4 --checkpoint runs/demo --out viz")
 def attention(
     video: Path = typer.Argument(..., help="a video file"),
     checkpoint: List[str] = typer.Option(..., "--checkpoint", help="one row per checkpoint (repeatable)"),
@@ -87,7 +90,8 @@ def attention(
     console.note(f"wrote {png}")
 
 
-@viz_app.command("curves")
+@viz_app.command("curves", help="Loss, accuracy and learning rate of run folders."
+                                  "\n\nExample: vifi viz curves runs/demo --out viz")
 def curves(
     runs: List[Path] = typer.Argument(..., help="run folders (log.csv, summary.csv)"),
     out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG"),

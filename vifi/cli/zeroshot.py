@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from vifi.cli.options import cache_dir_option
+from vifi.cli.options import Backend, backend_option, cache_dir_option
 
 
 def zeroshot(
@@ -32,7 +32,7 @@ def zeroshot(
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),
-    backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
+    backend: Backend = backend_option(),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable", help="score the videos that decode; name "
                                                                             "each one that does not on stderr"),
     cache_dir: Optional[str] = cache_dir_option(),
@@ -74,4 +74,6 @@ def zeroshot(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("zeroshot", help="Classify your own videos against free-form labels (CPU or GPU).")(zeroshot)
+    app.command("zeroshot", help="Classify your own videos against free-form labels (CPU or GPU)."
+                                 "\n\nExample: ls clips/*.mp4 | vifi zeroshot - --labels \"juggling,cooking\" "
+                                 "--checkpoint runs/k400 --out - | sort -t, -k3 -r")(zeroshot)
