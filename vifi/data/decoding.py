@@ -100,6 +100,10 @@ def resolve_backend(backend: str) -> str:
 
 def count_frames(path: str | Path, backend: str = "decord") -> int:
     path = str(path)
+    if backend == "torchcodec":
+        from vifi.data import torchcodec_backend
+
+        return torchcodec_backend.count_frames(path)
     if resolve_backend(backend) == "decord":
         try:
             return len(_decord_reader(path))
@@ -120,6 +124,10 @@ def read_frames(path: str | Path, indices_fn, backend: str = "decord") -> tuple[
     `indices_fn` is called exactly once per video (training draws from a stateful generator in it).
     """
     path = str(path)
+    if backend == "torchcodec":
+        from vifi.data import torchcodec_backend
+
+        return torchcodec_backend.read_frames(path, indices_fn)
     if resolve_backend(backend) == "pyav":
         return _read_frames_pyav(path, indices_fn)
     indices = None
