@@ -77,7 +77,8 @@ def class_metrics(predictions: pd.DataFrame, class_names: list[str]) -> tuple[pd
     top1 = torch.where(present, 100.0 * correct / videos.clamp(min=1), torch.full_like(videos, float("nan"),
                                                                                     dtype=torch.float64))
     per_class = pd.DataFrame({"class_id": range(n), "class_name": class_names, "videos": videos.long().tolist(),
-                              "correct": correct.long().tolist(), "top1": [round(float(v), JSON_DECIMALS) for v in top1]})
+                              "correct": correct.long().tolist(),
+                              "top1": [round(float(v), JSON_DECIMALS) for v in top1]})
     confusion = pd.DataFrame(matrix.numpy(), index=pd.Index(class_names, name="true\\predicted"),
                              columns=class_names)
     mean_class = float(top1[present].mean()) if bool(present.any()) else float("nan")

@@ -29,7 +29,8 @@ def test_val_fraction_writes_a_stratified_seeded_split(tmp_path):
     assert sorted(train + val, key=lambda e: e.path) == sorted(every, key=lambda e: e.path)
     assert not {e.path for e in train} & {e.path for e in val}
     again = _prepare(root, tmp_path / "b", "--val-fraction", "0.2", "--seed", "0")
-    assert again.returncode == 0 and (tmp_path / "b" / "val.txt").read_text() == (tmp_path / "a" / "val.txt").read_text()
+    assert again.returncode == 0
+    assert (tmp_path / "b" / "val.txt").read_text() == (tmp_path / "a" / "val.txt").read_text()
     draws = {(tmp_path / "a" / "val.txt").read_text()}
     for seed in (1, 2, 3):
         assert _prepare(root, tmp_path / f"s{seed}", "--val-fraction", "0.2", "--seed", seed).returncode == 0

@@ -49,4 +49,5 @@ def prepare(
 def register(app: typer.Typer) -> None:
     app.command("prepare", help="Official dataset layout -> annotation lists + label CSV, checked manifest and "
                                 "quarantine; optional re-encoding.\n\n"
-                                "Example: vifi prepare generic --root my_videos --out lists/mine --val-fraction 0.2")(prepare)
+                                "Example: vifi prepare generic --root my_videos --out lists/mine "
+                                "--val-fraction 0.2")(prepare)

@@ -50,5 +50,5 @@ def prompt(
 def register(app: typer.Typer) -> None:
     app.command("prompt", help="Bridge-and-prompt: learn V+L prompts on a frozen fine-tuned checkpoint; saves only "
                                "the prompts (bound to that checkpoint)."
-                               "\n\nExample: vifi prompt prompt-b2n-ucf101 --bridge runs/k400 --data b2n/train.txt --val "
-                               "b2n/base_val.txt --labels labels.csv --root /videos --out runs/prompt")(prompt)
+                               "\n\nExample: vifi prompt prompt-b2n-ucf101 --bridge runs/k400 --data b2n/train.txt "
+                               "--val b2n/base_val.txt --labels labels.csv --root /videos --out runs/prompt")(prompt)

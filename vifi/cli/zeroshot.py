@@ -27,8 +27,9 @@ def zeroshot(
     vanilla: bool = typer.Option(False, "--vanilla", help="bare labels as text, no prompt template"),
     template: Optional[str] = typer.Option(None, "--template", help="prompt template, e.g. 'a video of {}.' "
                                                                     "(default: the checkpoint's)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write video,label,prob rows (.csv) or .json; "
-                                                                 "- writes the CSV to stdout (the table goes to stderr)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="write video,label,prob rows (.csv) or .json; - writes the CSV to "
+                                            "stdout (the table goes to stderr)"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),

@@ -17,8 +17,9 @@ def _decoder(path: str):
     try:
         from torchcodec.decoders import VideoDecoder
     except ImportError as exc:  # the package, or the FFmpeg libraries it loads, are missing
-        raise VifiError(f"--backend torchcodec: torchcodec cannot be loaded ({' '.join(str(exc).split())[:300]}); "
-                        "pip install torchcodec and install FFmpeg's shared libraries, or use --backend decord") from None
+        why = " ".join(str(exc).split())[:300]
+        raise VifiError(f"--backend torchcodec: torchcodec cannot be loaded ({why}); pip install torchcodec and "
+                        "install FFmpeg's shared libraries, or use --backend decord") from None
     try:
         # NHWC: FFmpeg's native layout, the [K, H, W, 3] uint8 the other backends return; exact seeks index
         # frames as decord and PyAV count them
