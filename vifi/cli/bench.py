@@ -97,6 +97,7 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     from vifi.bench.model import BenchSpec, auto_micro_batch, measure, peak_tflops, round_record
     from vifi.engine.runtime import setup_runtime
     from vifi.errors import VifiError
+    from vifi.results import device_description
 
     if data and not root:
         raise VifiError("--data needs --root")
@@ -119,7 +120,8 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     ours = measure(kind, spec, runtime, reference=False, peak=peak)
     record = {"kind": kind, "arch": arch, "frames": frames, "micro_batch": spec.micro_batch, "classes": classes,
               "global_batch": global_batch if kind == "train" else None, "compile": compile_,
-              "checkpointing": checkpointing, "data": data or "synthetic uint8", "precision": runtime.precision, "device": _device_name(runtime.device),
+              "checkpointing": checkpointing, "data": data or "synthetic uint8", "precision": runtime.precision,
+              "device": device_description(runtime.device),
               "torch": torch.__version__, "peak_tflops": peak, **ours}
     if compare_reference:
         ref = measure(kind, spec, runtime, reference=True, peak=peak)
@@ -136,13 +138,6 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
                                       f"{classes} classes on {record['device']}")
     _emit(round_record(record))
 
-
-def _device_name(device) -> str:
-    import platform
-
-    import torch
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})"
 
 
 @bench_app.command("train", help="Train-step throughput, MFU and memory on synthetic tensors."
