@@ -117,7 +117,7 @@ def confusion(
     matrix = read_confusion(source)
     name = source.name if source.is_dir() else source.parent.name
     png = out / f"confusion_{name}.png"
-    plot_confusion(matrix, png, f"{name}: confusion (rows: true class, share of its videos)")
+    plot_confusion(matrix, png, f"{name}: confusion matrix")
     console.note(f"wrote {png}")
 
 

@@ -28,7 +28,7 @@ def plot_confusion(matrix: pd.DataFrame, out: Path, title: str) -> None:
     counts = matrix.to_numpy()
     shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
     n = len(matrix)
-    side = min(30.0, max(4.0, 0.35 * n + 2))
+    side = min(30.0, max(7.0, 0.35 * n + 3))
     fig, ax = plt.subplots(figsize=(side, side))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     if n <= 60:  # beyond that, names overlap and the picture is read by its diagonal
@@ -43,7 +43,7 @@ def plot_confusion(matrix: pd.DataFrame, out: Path, title: str) -> None:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's videos")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
