@@ -245,7 +245,7 @@ def test_training_skips_quarantined_videos_and_says_how_many(demo_data, tmp_path
     cfg = load_config("demo", [f"data.train_list={lists / 'train.txt'}"])
     kept = skip_quarantined(train, cfg, verbose=True)
     assert kept == [e for i, e in enumerate(train) if i not in (0, 5)]
-    assert "skipping 2 quarantined training videos" in capsys.readouterr().out
+    assert "skipping 2 quarantined training videos" in capsys.readouterr().err  # a notice: stderr
 
 
 def test_disk_full_while_re_encoding_leaves_no_half_written_output(tmp_path, monkeypatch):
