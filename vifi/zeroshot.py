@@ -68,7 +68,9 @@ def _each_once(paths: list[Path]) -> list[Path]:
             seen.add(key)
             unique.append(path)
     if len(unique) < len(paths):
-        print(f"notice: {len(paths) - len(unique)} video(s) given more than once are scored once", file=sys.stderr)
+        from vifi import console
+
+        console.note(f"notice: {len(paths) - len(unique)} video(s) given more than once are scored once")
     return unique
 
 
@@ -96,8 +98,10 @@ def classify(videos: list[Path], names: list[str], model, inputs: InferenceInput
     if failed and not skip_undecodable:
         raise VifiError(failed[0][1] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
                         + "; pass --skip-undecodable to score the others")
+    from vifi import console
+
     for _, message in failed:
-        print(f"warning: skipped: {message}", file=sys.stderr)
+        console.warn(f"skipped: {message}")
     if failed and len(failed) == len(videos):
         raise VifiError(f"none of the {len(videos)} videos could be decoded")
     probs = scores / (views[0] * views[1])

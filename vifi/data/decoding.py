@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,8 +156,9 @@ def _notice_fallback(path: str, error: DecodeError) -> None:
     if path not in _NOTICED:  # once per video and process: training reads each video every epoch
         _NOTICED.add(path)
         reason = str(error).split(f"{path}: ", 1)[-1]
-        print(f"notice: decord cannot decode {path} ({reason}); decoded it with PyAV (same frames)",
-              file=sys.stderr, flush=True)
+        from vifi import console
+
+        console.note(f"notice: decord cannot decode {path} ({reason}); decoded it with PyAV (same frames)")
 
 
 def _video_stream(container, path: str):
