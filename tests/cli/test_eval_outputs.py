@@ -47,7 +47,7 @@ def small_eval(tmp_path, tiny_model):
     (tmp_path / "test.txt").write_text("\n".join(lines) + "\n")
     (tmp_path / "labels.csv").write_text("id,name\n0,red ball\n1,blue cube\n2,\"green, wide cone\"\n")
     ckpt = tmp_path / "tiny.safetensors"
-    save_weights(ckpt, tiny_model, {"frames": 4, "input_size": 64, "prompt_template": "a photo of a {}."})
+    save_weights(ckpt, tiny_model, {"frames": 4, "input_size": 64, "template": "a photo of a {}."})
     return ["--checkpoint", ckpt, "--data", tmp_path / "test.txt", "--labels", tmp_path / "labels.csv", "--root",
             root, "--workers", "0"]
 

@@ -30,7 +30,7 @@ def clips(tmp_path):
 @pytest.fixture
 def checkpoint(tmp_path, tiny_model):
     path = tmp_path / "tiny.safetensors"
-    save_weights(path, tiny_model, {"frames": 4, "input_size": 64, "prompt_template": "a photo of a {}."})
+    save_weights(path, tiny_model, {"frames": 4, "input_size": 64, "template": "a photo of a {}."})
     return path
 
 
