@@ -81,3 +81,18 @@ def test_report_to_a_tracker_that_is_not_installed_is_one_line_before_work(demo_
         "(or pip install wandb)"]
     proc = _vifi(*_demo_args(demo_data, out), "--report-to", "mlflow")
     assert proc.returncode == 2 and "choose from tensorboard, wandb" in proc.stderr and not out.exists()
+
+
+def test_plain_line_after_an_evaluation_logged_first_as_on_resume(tmp_path, capsys):
+    # --resume at an epoch boundary logs the evaluation before the next step: the lines must still count from there.
+    from vifi.config import load_config
+    from vifi.engine.tracking import RunTracker
+
+    cfg = load_config("demo", ["train.epochs=2", "train.log_every=1"])
+    tracker = RunTracker(cfg, tmp_path, total_steps=8, steps_per_epoch=4, plain_lines=True)
+    tracker.log_eval(epoch=0, step=4, metrics={"top1": 50.0, "top5": 100.0})
+    tracker.log_step(step=5, epoch=1, lr=1e-3, loss=1.5, clips_per_s=12.0, data_wait_s=0.01)
+    tracker.log_step(step=6, epoch=1, lr=1e-3, loss=0.5, clips_per_s=12.0, data_wait_s=0.01)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "step 6/8 (75%)" in lines[1] and "epoch 2/2 [2/4]" in lines[1]
+    assert "loss 0.5000 (1.0000)" in lines[1]  # the average of this process's two steps

@@ -94,6 +94,7 @@ class RunTracker:
         """One optimizer step, numbered as in log.csv (1 = after the first step)."""
         if self.backends is None:
             self._open(step)
+        if self.first_step is None:  # the ETA and the average count this process's steps (after --resume too)
             self.first_step, self.started = step, time.monotonic()
         values = {"train/lr": lr, "train/loss": loss, "train/clips_per_s": clips_per_s,
                   "train/data_wait_s": data_wait_s}
