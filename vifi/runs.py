@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -95,8 +94,7 @@ def resume_config(out: Path, overrides: list[str], values: dict[str, Any]) -> Ru
                         f"training: {listed}; drop them to continue the run, or start a new run (--overwrite or "
                         "another --out)")
     if changed:
-        print("resume: applying " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
-              file=sys.stderr)
+        console.note("resume: applying " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
     return requested
 
 
