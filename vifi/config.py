@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vifi.errors import VifiError
 
@@ -28,7 +28,7 @@ class DataConfig(_Section):
     input_size: int = Field(224, ge=1)
     # auto: the CPU cores available to each process (docs/performance.md)
     num_workers: Union[Annotated[int, Field(ge=0)], Literal["auto"]] = "auto"
-    backend: Literal["decord", "pyav"] = "decord"
+    backend: Literal["decord", "pyav", "torchcodec"] = "decord"
     demo: bool = False  # generate the synthetic demo dataset into <out>/demo-data when the lists are absent
     quarantine: Optional[str] = None  # videos training skips (default: quarantine.txt beside the train list, if any)
 
@@ -108,6 +108,14 @@ class TrainConfig(_Section):
     # activation checkpointing of the image tower: true = every block, N = the first N blocks (the text tower, run
     # once per step, is never checkpointed): less memory for some speed (docs/performance.md)
     checkpointing: Union[bool, int] = False
+    report_to: list[Literal["tensorboard", "wandb"]] = []  # trackers beside log.csv (vifi/engine/tracking.py)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, value):
+        from vifi.engine.tracking import parse_report_to
+
+        return parse_report_to(value)
 
     @model_validator(mode="after")
     def _check_batches(self):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from vifi.errors import VifiError
@@ -40,8 +39,10 @@ def check_decodable(entries, root: str, backend: str, list_name: str | None, *, 
     if not bad:
         return
     if skip:
-        print(f"notice: {len(bad)} of {len(entries)} videos in {list_name} cannot be decoded (first: {bad[0][0]}); "
-              "the evaluations leave them out (--skip-undecodable)", file=sys.stderr)
+        from vifi import console
+
+        console.note(f"notice: {len(bad)} of {len(entries)} videos in {list_name} cannot be decoded (first: "
+                     f"{bad[0][0]}); the evaluations leave them out (--skip-undecodable)")
         return
     raise VifiError(f"{len(bad)} of {len(entries)} videos in {list_name} cannot be decoded (first: {bad[0][0]}: "
                     f"{bad[0][1]}); fix or remove them, or pass --skip-undecodable to evaluate on the others")

@@ -1,10 +1,14 @@
-"""Progress reporting: rich bars on a terminal, plain periodic lines otherwise (logs, CI, Slurm)."""
+"""Progress reporting on stderr: rich bars on a terminal, plain periodic lines otherwise (logs, CI, Slurm).
+
+stdout stays free for results (see vifi/console.py); `--quiet` and ranks other than 0 show no progress.
+"""
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import contextmanager
+
+from vifi import console
 
 
 class _PlainBar:
@@ -19,7 +23,7 @@ class _PlainBar:
         if now - self.last >= self.every_s or self.done >= self.total:
             self.last = now
             extra = f" {info}" if info else ""
-            print(f"{self.description}: {self.done}/{self.total} ({now - self.start:.0f}s){extra}", flush=True)
+            console.note(f"{self.description}: {self.done}/{self.total} ({now - self.start:.0f}s){extra}")
 
 
 class _SilentBar:
@@ -37,16 +41,18 @@ class _RichBar:
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True):
-    if not enabled:  # silent, final line included: stdout may be carrying results (`--out -`)
+    if not enabled or console.is_quiet() or not console.is_main_rank():  # silent, final line included
         yield _SilentBar()
         return
-    if not sys.stdout.isatty():
+    if not console.stderr_is_terminal():
         yield _PlainBar(description, total)
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False) as progress:
+                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False,
+                  console=Console(stderr=True)) as progress:
         yield _RichBar(progress, progress.add_task(description, total=total, info=""))
 
 

@@ -1,4 +1,5 @@
-"""Result tables: pandas frames written as CSV / Markdown / JSON, and rendered with rich."""
+"""Result tables: pandas frames written as CSV / Markdown / JSON, and rendered with rich; per-class metrics and
+the provenance block every results.json carries."""
 
 from __future__ import annotations
 
@@ -32,16 +33,125 @@ def write_table(out_dir: str | Path, table: pd.DataFrame, summary: dict[str, Any
     run = RunFolder(out_dir)
     write_text_atomic(run.results_csv, table.to_csv(index=False))
     write_text_atomic(run.results_md, f"# {title}\n\n" + frame_to_markdown(table))
-    write_json_atomic(run.results_json, {**summary, "table": json.loads(table.to_json(orient="records"))})
+    write_json_atomic(run.results_json,
+                      round_floats({**summary, "table": json.loads(table.to_json(orient="records"))}))
 
 
-def print_table(table: pd.DataFrame, title: str) -> None:
-    from rich.console import Console
+JSON_DECIMALS = 4  # 96.6667, not 96.66666388511658: float32 noise is not information
+
+
+def round_floats(value: Any, decimals: int = JSON_DECIMALS) -> Any:
+    """Every float in a JSON-like tree rounded (ints, strings, None untouched)."""
+    if isinstance(value, float):
+        return round(value, decimals)
+    if isinstance(value, dict):
+        return {k: round_floats(v, decimals) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [round_floats(v, decimals) for v in value]
+    return value
+
+
+def with_class_names(predictions: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+    """predictions.csv rows with `label_name` and `pred_name` appended (the id columns keep their positions,
+    so scripts that index them keep working)."""
+    names = pd.Series(class_names)
+    return predictions.assign(label_name=names[predictions["label"]].to_numpy(),
+                              pred_name=names[predictions["pred"]].to_numpy())
+
+
+def class_metrics(predictions: pd.DataFrame, class_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """(per-class table, confusion matrix, mean-class top-1 %) from the top-1 predictions, via torchmetrics.
+
+    per class: videos, correct, top1 = correct / videos (%; empty for a class with no videos in the list).
+    Mean-class accuracy averages top1 over the classes that have videos (a class absent from the list has no
+    accuracy to average). Confusion rows are true classes, columns predicted classes, cells video counts.
+    """
+    import torch
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    n = len(class_names)
+    matrix = multiclass_confusion_matrix(torch.tensor(predictions["pred"].tolist(), dtype=torch.long),
+                                         torch.tensor(predictions["label"].tolist(), dtype=torch.long), num_classes=n)
+    videos, correct = matrix.sum(dim=1).double(), matrix.diagonal().double()
+    present = videos > 0
+    top1 = torch.where(present, 100.0 * correct / videos.clamp(min=1), torch.full_like(videos, float("nan"),
+                                                                                    dtype=torch.float64))
+    per_class = pd.DataFrame({"class_id": range(n), "class_name": class_names, "videos": videos.long().tolist(),
+                              "correct": correct.long().tolist(),
+                              "top1": [round(float(v), JSON_DECIMALS) for v in top1]})
+    confusion = pd.DataFrame(matrix.numpy(), index=pd.Index(class_names, name="true\\predicted"),
+                             columns=class_names)
+    mean_class = float(top1[present].mean()) if bool(present.any()) else float("nan")
+    return per_class, confusion, mean_class
+
+
+def device_description(device) -> str:
+    import platform
+
+    import torch
+
+    if device is None:
+        return "unknown"
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine() or 'unknown'})"
+
+
+def provenance(*, device=None, config: Any = None) -> dict[str, Any]:
+    """What produced a result: versions, the vifi source commit, the command, the device, wall time, config hash."""
+    import hashlib
+    import shlex
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    import open_clip
+    import torch
+
+    import vifi
+
+    record = {"vifi": vifi.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
+              "python": sys.version.split()[0], "git_commit": _source_commit(),
+              "command": shlex.join(["vifi", *sys.argv[1:]]), "device": device_description(device),
+              "wall_time_s": round(time.time() - vifi.STARTED, 1),
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if config is not None:
+        canonical = config if isinstance(config, str) else json.dumps(config, sort_keys=True, default=str)
+        record["config_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return record
+
+
+def _source_commit() -> str | None:
+    """The commit of the vifi source tree when it is a git checkout (an editable install), `-dirty` if changed."""
+    import subprocess
+
+    import vifi
+
+    tree = Path(vifi.__file__).resolve().parent.parent
+    if not (tree / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def print_table(table: pd.DataFrame, title: str, *, to_stdout: bool = True) -> None:
+    """The table as rich renders it: on stdout when it is the result asked for, else on stderr (see console.py)."""
     from rich.table import Table
+
+    from vifi import console
 
     rich_table = Table(title=title)
     for col in table.columns:
         rich_table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(table[col]) else "left")
     for row in table.itertuples(index=False):
         rich_table.add_row(*(_fmt(v) for v in row))
-    Console().print(rich_table)
+    console.print_rich(rich_table, to_stdout=to_stdout)

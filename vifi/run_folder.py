@@ -38,6 +38,8 @@ class RunFolder:
     predictions = property(lambda self: self.path / "predictions.csv")
     failed = property(lambda self: self.path / "failed.txt")
     run_log = property(lambda self: self.path / "run.log")
+    per_class = property(lambda self: self.path / "per_class.csv")
+    confusion = property(lambda self: self.path / "confusion.csv")
     checkpoints = property(lambda self: self.path / "checkpoints")
     latest = property(lambda self: self.checkpoints / "latest.json")
     final_weights = property(lambda self: self.checkpoints / "final.safetensors")
@@ -46,7 +48,7 @@ class RunFolder:
     def run_files(self) -> tuple[Path, ...]:
         """Files a run writes at the top of the folder (what --overwrite removes, with checkpoints/)."""
         return (self.config, self.log, self.summary, self.results_csv, self.results_md, self.results_json,
-                self.predictions, self.failed, self.run_log)
+                self.predictions, self.failed, self.run_log, self.per_class, self.confusion)
 
     # ---- state ----------------------------------------------------------------------------------------------
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from vifi import console
 from vifi.config import RunConfig, dump_config, flatten
 from vifi.data.annotations import check_videos_exist, read_annotation_list, read_label_csv, read_path_lines
 from vifi.data.dataset import ClipSpec, EvalClips, TrainClips
@@ -24,7 +24,7 @@ from vifi.run_folder import RunFolder
 
 # What --resume may change without changing training (applied, and said so); any other difference is refused.
 SAFE_ON_RESUME = ("data.num_workers", "data.backend", "train.log_every", "train.save_every", "train.keep_last",
-                  "eval.batch", "eval.skip_undecodable")
+                  "eval.batch", "eval.skip_undecodable", "train.report_to")
 
 
 def check_run_request(run: RunFolder, overwrite: bool, resume: bool) -> None:
@@ -94,8 +94,7 @@ def resume_config(out: Path, overrides: list[str], values: dict[str, Any]) -> Ru
                         f"training: {listed}; drop them to continue the run, or start a new run (--overwrite or "
                         "another --out)")
     if changed:
-        print("resume: applying " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
-              file=sys.stderr)
+        console.note("resume: applying " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
     return requested
 
 
@@ -125,7 +124,7 @@ def skip_quarantined(entries, cfg: RunConfig, verbose: bool):
     bad = set(read_path_lines(path))  # whole lines: quarantined paths may hold spaces
     kept = [e for e in entries if e.path not in bad]
     if verbose and len(kept) < len(entries):
-        print(f"skipping {len(entries) - len(kept)} quarantined training videos listed in {path}", flush=True)
+        console.note(f"skipping {len(entries) - len(kept)} quarantined training videos listed in {path}")
     if not kept:
         raise VifiError(f"every training video is quarantined in {path}")
     return kept
@@ -197,8 +196,7 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
         model.train()
         last["result"] = result
         if runtime.is_main:
-            print(f"epoch {epoch + 1}: top1 {result.top1:.2f}  top5 {result.top5:.2f}  ({result.n_videos} videos)",
-                  flush=True)
+            console.note(f"epoch {epoch + 1}: top1 {result.top1:.2f}  top5 {result.top5:.2f}  ({result.n_videos} videos)")
         return result.summary()
 
     facts = describe(model, frames=cfg.data.frames, input_size=cfg.data.input_size, template=template,
@@ -209,6 +207,7 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
         if overwrite:
             run.clear()  # only now: every new input above has been read and checked
         write_text_atomic(run.config, dump_config(cfg))  # on resume: the saved one plus the safe changes applied
+        console.start_mirror(run.run_log)  # from here on, what the run says on stderr is kept with it
     runtime.barrier()
     if resume:
         trainer.resume()
@@ -225,7 +224,9 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
                    "reported": "last epoch",
                    "frames": cfg.data.frames, "epochs": cfg.train.epochs, "steps": trainer.progress["step"],
                    "checkpoint": str(run.final_weights)}
-        write_eval_outputs(out, result, summary, title=f"{cfg.name}: final evaluation")
+        write_eval_outputs(out, result, summary, title=f"{cfg.name}: final evaluation", class_names=names,
+                           device=runtime.device, config=dump_config(cfg))
+    console.stop_mirror()
     runtime.barrier()
     return result.summary()
 
@@ -234,17 +235,23 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
              clips: int = 1, crops: int = 1, batch: int = 8, num_workers: int = 2, device: str | None = None,
              precision: str = "auto", vanilla: bool = False, reference_multiclip: bool = False,
              show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False,
-             arch: str = "ViT-B-16", backend: str = "decord") -> dict[str, Any]:
-    """`frames` None: the checkpoint's; `vanilla`: bare class names instead of the checkpoint's template."""
+             arch: str = "ViT-B-16", backend: str = "decord", limit: int | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
+    """`frames` None: the checkpoint's; `vanilla`: bare class names instead of the checkpoint's template;
+    `limit`: that many videos spread over the list; `overwrite`: replace results already in `out`."""
     from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
 
     out = Path(out)
     check_output_path(out, folder=True)
-    if RunFolder(out).finished:
-        raise VifiError(f"{out} already holds results.json; choose another --out")
+    if RunFolder(out).finished and not overwrite:
+        raise VifiError(f"{out} already holds results.json; pass --overwrite to replace it or choose another --out")
+    if limit is not None and limit < 1:
+        raise VifiError(f"--limit {limit}: give a number of videos ≥ 1")
     names = read_label_csv(labels)
     entries = read_annotation_list(data, num_classes=len(names))
+    if limit is not None:
+        entries = evenly_spaced(entries, limit)
     check_videos_exist(entries, root, data)
     runtime = setup_runtime(device, precision)
     model, facts = load_for_inference(checkpoint, clip, arch)  # plain CLIP when no checkpoint (vanilla zero-shot)
@@ -258,23 +265,44 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
                       text_features=text, show_progress=show_progress, skip_undecodable=skip_undecodable)
     summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": inputs.frames,
                "checkpoint": str(checkpoint or f"plain CLIP {arch} ({clip})"), "data": str(data),
-               "text": "bare class names" if template is None else template}
+               "text": "bare class names" if template is None else template,
+               **({"limit": limit} if limit is not None else {})}
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_eval_outputs(out, result, summary, title=f"evaluation of {checkpoint}")
+        write_eval_outputs(out, result, summary, title=f"evaluation of {checkpoint}", class_names=names,
+                           device=runtime.device, config={k: v for k, v in summary.items() if k in EVAL_SETTINGS})
     return summary
 
 
-def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], title: str) -> None:
+EVAL_SETTINGS = ("checkpoint", "data", "views", "frames", "text", "limit")  # what an evaluation's hash covers
+
+
+def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], title: str, *,
+                       class_names: list[str], device=None, config=None) -> None:
+    from vifi.results import class_metrics, provenance, with_class_names
+
     run = RunFolder(out)
-    write_text_atomic(run.predictions, result.predictions.to_csv(index=False))
+    write_text_atomic(run.predictions, with_class_names(result.predictions, class_names).to_csv(index=False))
+    per_class, confusion, mean_class = class_metrics(result.predictions, class_names)
+    write_text_atomic(run.per_class, per_class.to_csv(index=False))
+    write_text_atomic(run.confusion, confusion.to_csv())
+    summary = {**summary, "mean_class_top1": mean_class}
     if result.failed:
         write_text_atomic(run.failed, "".join(f"{path}\t{why}\n" for path, why in result.failed))
-        print(f"warning: {len(result.failed)} undecodable videos left out of the scores (listed in {run.failed})")
+        console.warn(f"{len(result.failed)} undecodable videos left out of the scores (listed in {run.failed})")
+    else:
+        run.failed.unlink(missing_ok=True)  # from an earlier evaluation replaced with --overwrite
     table = pd.DataFrame([{"videos": result.n_videos, "top1": round(result.top1, 2), "top5": round(result.top5, 2),
-                           "views": summary.get("views", "1x1")}])
-    write_table(out, table, summary, title)
+                           "mean_class_top1": round(mean_class, 2), "views": summary.get("views", "1x1")}])
+    write_table(out, table, {**summary, "provenance": provenance(device=device, config=config)}, title)
     print_table(table, title)
+
+
+def evenly_spaced(entries: list, limit: int) -> list:
+    """`limit` entries spread over the whole list (lists are often sorted by class; the first N would be one class)."""
+    if limit >= len(entries):
+        return entries
+    return [entries[i * len(entries) // limit] for i in range(limit)]
 
 
 def _auto_micro_batch(cfg: RunConfig, runtime: Runtime, n_classes: int) -> RunConfig:
@@ -297,7 +325,7 @@ def _auto_micro_batch(cfg: RunConfig, runtime: Runtime, n_classes: int) -> RunCo
                             "change train.global_batch or train.mix_group")
         micro = max(fits)
     if runtime.is_main:
-        print(f"micro-batch auto: {micro} per process (accumulation {per_rank // micro})", flush=True)
+        console.note(f"micro-batch auto: {micro} per process (accumulation {per_rank // micro})")
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"micro_batch": micro})})
 
 

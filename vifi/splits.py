@@ -8,7 +8,6 @@ Few-shot base lists: for each base class in label order, `random.seed(seed)` the
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +94,9 @@ def notice_absent_classes(entries: list[Entry], names: list[str], list_path) -> 
     absent = [n for i, n in enumerate(names) if i not in present]
     if absent:
         shown = ", ".join(repr(n) for n in absent[:10]) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
-        print(f"notice: {len(absent)} of {len(names)} classes have no video in {list_path}: {shown}", file=sys.stderr,
-              flush=True)
+        from vifi import console
+
+        console.note(f"notice: {len(absent)} of {len(names)} classes have no video in {list_path}: {shown}")
     return absent
 
 

@@ -68,7 +68,9 @@ def _each_once(paths: list[Path]) -> list[Path]:
             seen.add(key)
             unique.append(path)
     if len(unique) < len(paths):
-        print(f"notice: {len(paths) - len(unique)} video(s) given more than once are scored once", file=sys.stderr)
+        from vifi import console
+
+        console.note(f"notice: {len(paths) - len(unique)} video(s) given more than once are scored once")
     return unique
 
 
@@ -96,8 +98,10 @@ def classify(videos: list[Path], names: list[str], model, inputs: InferenceInput
     if failed and not skip_undecodable:
         raise VifiError(failed[0][1] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
                         + "; pass --skip-undecodable to score the others")
+    from vifi import console
+
     for _, message in failed:
-        print(f"warning: skipped: {message}", file=sys.stderr)
+        console.warn(f"skipped: {message}")
     if failed and len(failed) == len(videos):
         raise VifiError(f"none of the {len(videos)} videos could be decoded")
     probs = scores / (views[0] * views[1])
@@ -110,8 +114,9 @@ def classify(videos: list[Path], names: list[str], model, inputs: InferenceInput
 
 
 def print_top_k(table: pd.DataFrame, k: int) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from vifi import console
 
     out = Table(title=f"top-{k} labels per video")
     out.add_column("video")
@@ -121,15 +126,21 @@ def print_top_k(table: pd.DataFrame, k: int) -> None:
     for video, group in table.groupby("video", sort=False):
         for rank, row in enumerate(group.head(k).itertuples(index=False), start=1):
             out.add_row(Path(video).name if rank == 1 else "", str(rank), row.label, f"{row.prob:.4f}")
-    Console(stderr=False).print(out)
+    console.print_rich(out, to_stdout=True)
+
+
+def render_output(table: pd.DataFrame, as_json: bool) -> str:
+    """video,label,prob CSV rows, or JSON: one object per video with its labels, most probable first."""
+    import json
+
+    if as_json:
+        grouped = [{"video": v, "labels": g[["label", "prob"]].to_dict(orient="records")}
+                   for v, g in table.groupby("video", sort=False)]
+        return json.dumps(grouped, indent=2) + "\n"
+    return table.to_csv(index=False)
 
 
 def write_output(table: pd.DataFrame, out: Path) -> None:
-    from vifi.fileio import write_json_atomic, write_text_atomic
+    from vifi.fileio import write_text_atomic
 
-    if out.suffix.lower() == ".json":
-        grouped = [{"video": v, "labels": g[["label", "prob"]].to_dict(orient="records")}
-                   for v, g in table.groupby("video", sort=False)]
-        write_json_atomic(out, grouped)
-    else:
-        write_text_atomic(out, table.to_csv(index=False))
+    write_text_atomic(out, render_output(table, out.suffix.lower() == ".json"))

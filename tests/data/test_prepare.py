@@ -200,7 +200,7 @@ def test_reencode_keeps_every_frame_never_touches_sources_and_resumes(tmp_path):
                            "--reencode", dst, "--short-side", "48", "--workers", "1", "--min-frames", "4"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr  # two sources could not be re-encoded: not a clean result
-    assert "2 videos failed to re-encode" in proc.stdout and "MiB ->" in proc.stdout
+    assert "2 videos failed to re-encode" in proc.stderr and "MiB ->" in proc.stderr
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
     # MJPEG/AVI named after the whole source name, with its source record; no partial outputs
     assert sorted(p.name for p in dst.rglob("*") if p.is_file()) == [".v.avi.avi.source.json", "v.avi.avi"]
@@ -245,7 +245,7 @@ def test_training_skips_quarantined_videos_and_says_how_many(demo_data, tmp_path
     cfg = load_config("demo", [f"data.train_list={lists / 'train.txt'}"])
     kept = skip_quarantined(train, cfg, verbose=True)
     assert kept == [e for i, e in enumerate(train) if i not in (0, 5)]
-    assert "skipping 2 quarantined training videos" in capsys.readouterr().out
+    assert "skipping 2 quarantined training videos" in capsys.readouterr().err  # a notice: stderr
 
 
 def test_disk_full_while_re_encoding_leaves_no_half_written_output(tmp_path, monkeypatch):

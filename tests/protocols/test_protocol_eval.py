@@ -83,7 +83,7 @@ def test_base2novel_protocol_trains_three_seeds_and_writes_the_aggregated_table(
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")}
     capsys.readouterr()
     again, _ = run_and_report(suite, out, train=True, overrides=overrides, device="cpu", num_workers=0)
-    assert capsys.readouterr().out.count("training already finished") == 3
+    assert capsys.readouterr().err.count("training already finished") == 3  # notices go to stderr
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")} == stamps
     assert again["novel_top1"].tolist() == runs["novel_top1"].tolist()
 

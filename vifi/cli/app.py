@@ -7,20 +7,45 @@ import sys
 
 import typer
 
+from vifi import console
 from vifi.errors import VifiError
 
 app = typer.Typer(
     name="vifi",
     help="ViFi-CLIP video learners on open_clip: fine-tune, prompt, evaluate, zero-shot.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from vifi import __version__
+
+        print(f"vifi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or notices on stderr (warnings, errors "
+                                                            "and results still shown)"),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print vifi's version and exit"),
+) -> None:
+    """ViFi-CLIP video learners on open_clip: fine-tune, prompt, evaluate, zero-shot.
+
+    Results (tables, CSV/JSON asked for) go to stdout; progress, notices and warnings to stderr.
+    """
+    from vifi import console
+
+    console.set_quiet(quiet)
+
+
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import bench, export, finetune, prepare, prompt, splits, viz, zeroshot
+    from vifi.cli import bench, config_cmd, export, finetune, prepare, prompt, splits, viz, zeroshot
 
     prepare.register(app)
     finetune.register(app)
@@ -31,28 +56,72 @@ def _register() -> None:
     export.register(app)
     bench.register(app)
     viz.register(app)
+    config_cmd.register(app)
 
 
 _register()
 
 
+def _without_flag_placeholders(command) -> None:
+    """Boolean flags take no value; typer's help shows `<bool>` beside them, which invites `--vanilla true`
+    (then `true` is read as the next argument). An empty metavar drops the placeholder."""
+    help_option = command.get_help_option(command.context_class(command))  # made on demand, then cached
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _without_flag_placeholders(sub)
+
+
+def build_command():
+    """The click command behind `vifi` (what main() runs; tests can call it with arguments)."""
+    command = typer.main.get_command(app)
+    _without_flag_placeholders(command)
+    return command
+
+
 def main() -> None:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer.exceptions import Abort
+
     interrupted = []
 
     def on_ctrl_c(signum, frame):
         interrupted.append(signum)
-        signal.default_int_handler(signum, frame)  # KeyboardInterrupt, which Typer turns into exit 130
+        signal.default_int_handler(signum, frame)  # KeyboardInterrupt, which Typer turns into exit code 130
 
     signal.signal(signal.SIGINT, on_ctrl_c)
     try:
-        app()
-    except VifiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        code = build_command().main(prog_name="vifi", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `vifi` or `vifi bench` alone: the help, as click shows it
+        exc.show()
         sys.exit(2)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        if isinstance(exc, SystemExit) and not interrupted:
-            raise
-        print("interrupted", file=sys.stderr)
-        # Objects torn down mid-call (decord's VideoReader) may complain in __del__; one line is the whole story.
-        sys.unraisablehook = lambda _info: None
-        sys.exit(130)
+    except VifiError as exc:
+        _fail(f"error: {exc}")
+    except UsageError as exc:  # unknown option, a value outside the choices: one line too, with where to look
+        where = exc.ctx.command_path if exc.ctx is not None else "vifi"
+        _fail(f"error: {' '.join(exc.format_message().split())} (see `{where} --help`)")
+    except ClickException as exc:
+        _fail(f"error: {' '.join(exc.format_message().split())}")
+    except (KeyboardInterrupt, Abort):
+        _interrupted()
+    except SystemExit:
+        if interrupted:
+            _interrupted()
+        raise
+    if interrupted:
+        _interrupted()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted() -> None:
+    print("interrupted", file=sys.stderr)
+    # Objects torn down mid-call (decord's VideoReader) may complain in __del__; one line is the whole story.
+    sys.unraisablehook = lambda _info: None
+    sys.exit(130)
+
+
+def _fail(line: str) -> None:
+    print(line, file=sys.stderr)
+    console.mirror_line(line)  # a run that stops on an error says why in its run.log too
+    sys.exit(2)

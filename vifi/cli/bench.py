@@ -8,15 +8,30 @@ from typing import Optional
 
 import typer
 
+from vifi.cli.options import Backend, Precision, TrainMode, backend_option
+
 bench_app = typer.Typer(help="Benchmarks: data loading, train step, eval step. Last line of output is JSON.",
                         no_args_is_help=True)
 
 
 def _emit(record: dict) -> None:
-    print(json.dumps(record, sort_keys=True))
+    from vifi import console
+
+    console.result(json.dumps(record, sort_keys=True))
 
 
-@bench_app.command("data")
+def _json_only(as_json: bool) -> None:
+    """--json: stdout carries only the JSON line; the human table moves to stderr."""
+    from vifi import console
+
+    console.reserve_stdout(as_json)
+
+
+JSON_HELP = "print only the JSON record on stdout (the table goes to stderr)"
+
+
+@bench_app.command("data", help="Clips per second of the data path (decode, sample, crop) with each backend."
+                                  "\n\nExample: vifi bench data --backend torchcodec --workers 4 --json")
 def data(
     data_list: Optional[str] = typer.Option(None, "--data", help="annotation list (default: synthetic 10 s clips)"),
     root: Optional[str] = typer.Option(None, "--root", help="video root of --data"),
@@ -24,13 +39,15 @@ def data(
     size: int = typer.Option(224, "--size", help="crop size"),
     workers: int = typer.Option(2, "--workers", help="DataLoader processes"),
     clips: int = typer.Option(32, "--clips", help="clips to load (after warm-up)"),
-    backend: str = typer.Option("decord", "--backend", help="decord | pyav"),
+    backend: Backend = backend_option(),
     model_clips_per_s: Optional[float] = typer.Option(None, "--model-clips-per-s",
                                                       help="measured train speed (vifi bench train) -> data-wait share"),
     compare_formats: Optional[Path] = typer.Option(None, "--compare-formats",
                                                    help="re-encode this video in each storage format and time each"),
     short_side: int = typer.Option(256, "--short-side", help="short side for --compare-formats"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
+    _json_only(as_json)
     from vifi.bench.data import compare_formats as compare, data_wait_fraction, loader_throughput, synthetic_entries
     from vifi.data.annotations import read_annotation_list
     from vifi.errors import VifiError
@@ -80,6 +97,7 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     from vifi.bench.model import BenchSpec, auto_micro_batch, measure, peak_tflops, round_record
     from vifi.engine.runtime import setup_runtime
     from vifi.errors import VifiError
+    from vifi.results import device_description
 
     if data and not root:
         raise VifiError("--data needs --root")
@@ -102,7 +120,8 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     ours = measure(kind, spec, runtime, reference=False, peak=peak)
     record = {"kind": kind, "arch": arch, "frames": frames, "micro_batch": spec.micro_batch, "classes": classes,
               "global_batch": global_batch if kind == "train" else None, "compile": compile_,
-              "checkpointing": checkpointing, "data": data or "synthetic uint8", "precision": runtime.precision, "device": _device_name(runtime.device),
+              "checkpointing": checkpointing, "data": data or "synthetic uint8", "precision": runtime.precision,
+              "device": device_description(runtime.device),
               "torch": torch.__version__, "peak_tflops": peak, **ours}
     if compare_reference:
         ref = measure(kind, spec, runtime, reference=True, peak=peak)
@@ -120,24 +139,20 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     _emit(round_record(record))
 
 
-def _device_name(device) -> str:
-    import platform
 
-    import torch
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})"
-
-
-@bench_app.command("train")
+@bench_app.command("train", help="Train-step throughput, MFU and memory on synthetic tensors."
+                                   "\n\nExample: vifi bench train --arch ViT-B-16 --micro-batch auto --compile")
 def train(
     arch: str = typer.Option("ViT-B-16", "--arch", help="open_clip architecture (random weights) or tiny"),
     frames: int = typer.Option(32, "--frames"),
     micro_batch: str = typer.Option("16", "--micro-batch", help="clips per micro-batch, or auto"),
     classes: int = typer.Option(400, "--classes"),
     global_batch: int = typer.Option(256, "--global-batch", help="clips per optimizer step"),
-    train_mode: str = typer.Option("both", "--mode", help="both | image | text"),
+    train_mode: TrainMode = typer.Option("both", "--mode", help="which towers train"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the video head"),
-    checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing of every image block"),
+    checkpointing: bool = typer.Option(False, "--grad-checkpointing", "--checkpointing",
+                                       help="activation checkpointing of every image block (--checkpointing: old "
+                                            "spelling)"),
     checkpoint_blocks: Optional[int] = typer.Option(None, "--checkpoint-blocks",
                                                     help="activation checkpointing of the first N image blocks"),
     data_list: Optional[str] = typer.Option(None, "--data", help="annotation list: time real decoded clips"),
@@ -145,16 +160,19 @@ def train(
     workers: str = typer.Option("auto", "--workers", help="loader processes with --data (auto: cores available)"),
     compare_reference: bool = typer.Option(False, "--compare-reference", help="also measure the reference mode"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
-    precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp16 | fp32"),
+    precision: Precision = typer.Option("auto", "--precision", help="auto: bf16 on CUDA, fp32 on CPU"),
     steps: int = typer.Option(3, "--steps", help="timed optimizer steps"),
     warmup: int = typer.Option(1, "--warmup", help="untimed steps first (compilation, allocator)"),
     peak: Optional[float] = typer.Option(None, "--peak-tflops", help="device peak for MFU (default: known GPUs)"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
+    _json_only(as_json)
     _run_model_bench("train", arch, frames, micro_batch, classes, global_batch, train_mode, compile_, checkpointing,
                      compare_reference, device, precision, steps, warmup, peak, checkpoint_blocks, data_list, root, workers)
 
 
-@bench_app.command("eval")
+@bench_app.command("eval", help="Evaluation throughput on synthetic tensors."
+                                  "\n\nExample: vifi bench eval --arch ViT-B-16 --batch 32 --json")
 def eval_(
     arch: str = typer.Option("ViT-B-16", "--arch"),
     frames: int = typer.Option(32, "--frames"),
@@ -163,10 +181,12 @@ def eval_(
     compile_: bool = typer.Option(False, "--compile"),
     compare_reference: bool = typer.Option(False, "--compare-reference"),
     device: Optional[str] = typer.Option(None, "--device"),
-    precision: str = typer.Option("auto", "--precision"),
+    precision: Precision = typer.Option("auto", "--precision", help="auto: bf16 on CUDA, fp32 on CPU"),
     steps: int = typer.Option(5, "--steps"),
     warmup: int = typer.Option(2, "--warmup"),
     peak: Optional[float] = typer.Option(None, "--peak-tflops"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
+    _json_only(as_json)
     _run_model_bench("eval", arch, frames, batch, classes, 0, "frozen", compile_, False, compare_reference, device,
                      precision, steps, warmup, peak)

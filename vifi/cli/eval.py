@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, get_args
 
 import typer
+
+from vifi.cli.options import Backend, Protocol, backend_option
+
+from vifi.cli.options import cache_dir_option
 
 
 def parse_views(views: str) -> tuple[int, int]:
@@ -23,8 +27,8 @@ def parse_views(views: str) -> tuple[int, int]:
 def check_backend(backend: str) -> str:
     from vifi.errors import VifiError
 
-    if backend not in ("decord", "pyav"):
-        raise VifiError(f"--backend {backend!r}: use decord or pyav")
+    if backend not in get_args(Backend):
+        raise VifiError(f"--backend {backend!r}: use one of {', '.join(get_args(Backend))}")
     return backend
 
 
@@ -44,28 +48,37 @@ def eval_command(
     vanilla: bool = typer.Option(False, "--vanilla", help="bare class names, no prompt template"),
     reference_multiclip: bool = typer.Option(False, "--reference-multiclip",
                                              help="draw k>1 clips with the training formula (reference behaviour)"),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="zeroshot | base2novel | fewshot | supervised"),
+    protocol: Optional[Protocol] = typer.Option(None, "--protocol", help="run a whole protocol into one table"),
     suite: Optional[Path] = typer.Option(None, "--suite", help="protocol suite YAML (several datasets)"),
     splits: Optional[str] = typer.Option(None, "--splits", help="folder from `vifi splits make` (one dataset)"),
     dataset: str = typer.Option("custom", "--dataset", help="name of the one dataset given by flags"),
     seeds: str = typer.Option("1,2,3", "--seeds", help="base2novel seeds"),
     shots: str = typer.Option("2,4,8,16", "--shots", help="fewshot K values"),
-    train: bool = typer.Option(False, "--train", help="fine-tune each seed/K here first (resumable chain)"),
+    train: bool = typer.Option(False, "--fine-tune", "--train", help="fine-tune each seed/K here first (resumable "
+                                                                      "chain; --train is the old spelling)"),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="recipe of those fine-tunes (default b2n / fewshot)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override for those fine-tunes (repeatable)"),
     partial: bool = typer.Option(False, "--partial", help="run a suite that lacks some of the paper's datasets"),
-    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: plain CLIP without --checkpoint "
-                                                            "(vanilla zero-shot with --vanilla), or the token table a "
-                                                            "paper .pth lacks"),
-    arch: str = typer.Option("ViT-B-16", "--arch", help="architecture of --clip given as an open_clip tag"),
-    backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights (local file, open_clip tag such as "
+                                                            "openai, or hf-hub:ORG/NAME): plain CLIP without "
+                                                            "--checkpoint, or the token table a paper .pth lacks"),
+    arch: str = typer.Option("ViT-B-16", "--arch",
+                             help="open_clip architecture of --clip (e.g. ViT-B-16, ViT-L-14), or hf-hub:ORG/NAME"),
+    backend: Backend = backend_option(),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="score only the videos that decode (they are listed in failed.txt)"),
+    as_json: bool = typer.Option(False, "--json", help="print only results.json on stdout (tables go to stderr)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only N videos, evenly spaced through the list "
+                                                              "(a quick check; results.json records it)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the results already in --out"),
+    cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
+    from vifi import console
     from vifi.config import check_cli_values
     from vifi.errors import VifiError
     from vifi.fileio import check_output_path
 
+    console.reserve_stdout(as_json)
     check_cli_values(frames=frames, batch=batch, workers=workers, device=device)
     if out is not None:
         check_output_path(out, folder=True)  # before any computing
@@ -81,10 +94,14 @@ def eval_command(
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
                  num_workers=workers, device=device, vanilla=vanilla,
                  reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch,
-                 backend=backend)
+                 backend=backend, limit=limit, overwrite=overwrite)
+        _print_results_json(out, as_json)
         return
     if out is None:
         raise VifiError("--protocol needs --out (the folder for the per-split runs and the aggregated table)")
+    if limit is not None or overwrite:
+        raise VifiError("--limit and --overwrite apply to a single evaluation, not to --protocol/--suite runs "
+                        "(a protocol run resumes in its --out)")
     from vifi.cli.splits import _ints
     from vifi.protocols.suite import check_complete, load_suite
 
@@ -104,6 +121,14 @@ def eval_command(
     run_and_report(the_suite, out, train=train, overrides=list(set_ or []),
                    views=parse_views(views or the_suite.views or default_views), batch=batch, num_workers=workers,
                    device=device)
+    _print_results_json(out, as_json)
+
+
+def _print_results_json(out: Path, as_json: bool) -> None:
+    if as_json:
+        from vifi import console
+
+        console.result((Path(out) / "results.json").read_text(encoding="utf-8"))
 
 
 def _suite_from_flags(protocol, checkpoint, data, labels, root, splits, dataset, seeds, shots, recipe):
@@ -139,4 +164,5 @@ def _suite_from_flags(protocol, checkpoint, data, labels, root, splits, dataset,
 
 def register(app: typer.Typer) -> None:
     app.command("eval", help="Evaluate a checkpoint on a list, or run a whole protocol (--protocol) into one "
-                             "aggregated table.")(eval_command)
+                             "aggregated table.\n\nExample: vifi eval --checkpoint runs/k400 --data test.txt --labels "
+                             "labels.csv --root /videos --out runs/eval --json")(eval_command)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from vifi import console
+
 
 def export(
     source: str = typer.Argument(..., help="paper .pth release (full fine-tune or prompting)"),
@@ -35,7 +37,7 @@ def export(
                  "source": str(src)}
     if model.prompts is None:
         save_weights(out, model, describe(model, train_mode=facts.train_mode, template=facts.template, **run_facts))
-        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+        console.note(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
         return
     prompts = model.prompts
     model.prompts = None
@@ -48,9 +50,10 @@ def export(
     model.prompts.load_state_dict(prompts.state_dict())  # ... holding the released values
     model.set_train_mode("prompt")
     save_weights(out, model, describe(model, template=facts.template, **run_facts))
-    print(f"wrote {base} (weights) and {out} (prompts, {out.stat().st_size / 2**10:.0f} KiB, bound to {base.name})")
+    console.note(f"wrote {base} (weights) and {out} (prompts, {out.stat().st_size / 2**10:.0f} KiB, bound to {base.name})")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export", help="Convert a paper .pth release to vifi's safetensors format (no pickle code runs).")(
+    app.command("export", help="Convert a paper .pth release to vifi's safetensors format (no pickle code runs)."
+                               "\n\nExample: vifi export k400_fully_supervised.pth --out k400.safetensors")(
         export)

@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from vifi.cli.options import BACKEND_HELP, Backend, TrainMode, backend_option, cache_dir_option, report_to_option
+
 
 def train_from_cli(recipe: str, out: Path, overrides: list[str], *, resume: bool, overwrite: bool,
                    device: Optional[str], deterministic: bool, values: Optional[dict] = None) -> None:
@@ -37,16 +39,19 @@ def finetune(
     val: Optional[str] = typer.Option(None, "--val", help="evaluation list (data.val_list)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="label CSV (data.labels)"),
     root: Optional[str] = typer.Option(None, "--root", help="video root (data.root)"),
-    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: local file or open_clip tag"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights: local file, open_clip tag of --arch "
+                                                            "(openai, laion2b_s34b_b88k, …) or hf-hub:ORG/NAME"),
     init_from: Optional[str] = typer.Option(None, "--init-from", "--checkpoint",
                                             help="start from a checkpoint's weights (vifi, run folder or paper .pth)"),
-    train_mode: Optional[str] = typer.Option(None, "--train", help="both | image | text"),
+    train_mode: Optional[TrainMode] = typer.Option(None, "--train-mode", "--train",
+                                                   help="which towers train (model.train; --train: old spelling)"),
     micro_batch: Optional[str] = typer.Option(None, "--micro-batch",
                                               help="per-device micro-batch or auto (the global batch is kept)"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile",
                                             help="torch.compile the video head and augmentation (default: on CUDA)"),
-    checkpointing: bool = typer.Option(False, "--checkpointing", help="activation checkpointing (less memory)"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="video decoder: decord | pyav (data.backend)"),
+    checkpointing: bool = typer.Option(False, "--grad-checkpointing", "--checkpointing",
+                                       help="activation checkpointing: less memory, some speed (as open_clip, timm)"),
+    backend: Optional[Backend] = backend_option(None, BACKEND_HELP + "; sets data.backend"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
@@ -55,6 +60,8 @@ def finetune(
                                      help="--resume when --out has a checkpoint, else start (for requeued jobs)"),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="evaluate on the val videos that decode (eval.skip_undecodable)"),
+    report_to: Optional[str] = report_to_option(),
+    cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi.run_folder import RunFolder
 
@@ -64,7 +71,7 @@ def finetune(
               "model.clip": clip, "model.init_from": init_from, "model.train": train_mode,
               "train.micro_batch": _micro_batch(micro_batch), "train.compile": compile_,
               "train.checkpointing": checkpointing or None, "data.backend": backend,
-              "eval.skip_undecodable": skip_undecodable or None}
+              "eval.skip_undecodable": skip_undecodable or None, "train.report_to": report_to}
     train_from_cli(recipe, out, list(set_ or []), resume=resume, overwrite=overwrite, device=device,
                    deterministic=deterministic, values=values)
 
@@ -82,4 +89,5 @@ def _micro_batch(text: Optional[str]):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("finetune", help="Fine-tune CLIP on videos (ViFi-CLIP), then evaluate; writes a run folder.")(finetune)
+    app.command("finetune", help="Fine-tune CLIP on videos (ViFi-CLIP), then evaluate; writes a run folder."
+                                 "\n\nExample: vifi finetune demo --out runs/demo")(finetune)

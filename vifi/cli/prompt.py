@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from vifi.cli.finetune import train_from_cli
+from vifi.cli.options import cache_dir_option, report_to_option
 
 
 def prompt(
@@ -26,6 +27,8 @@ def prompt(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
     deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),
+    report_to: Optional[str] = report_to_option(),
+    cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi.errors import VifiError
 
@@ -39,11 +42,13 @@ def prompt(
                       f"model.prompt.vision_depth={dv}", f"model.prompt.text_depth={dt}", f"train.lr={lr}"]
     overrides += list(set_ or [])
     values = {"model.init_from": bridge, "data.train_list": data, "data.val_list": val, "data.labels": labels,
-              "data.root": root, "train.micro_batch": micro_batch}
+              "data.root": root, "train.micro_batch": micro_batch, "train.report_to": report_to}
     train_from_cli(recipe, out, overrides, resume=resume, overwrite=overwrite, device=device,
                    deterministic=deterministic, values=values)
 
 
 def register(app: typer.Typer) -> None:
     app.command("prompt", help="Bridge-and-prompt: learn V+L prompts on a frozen fine-tuned checkpoint; saves only "
-                               "the prompts (bound to that checkpoint).")(prompt)
+                               "the prompts (bound to that checkpoint)."
+                               "\n\nExample: vifi prompt prompt-b2n-ucf101 --bridge runs/k400 --data b2n/train.txt "
+                               "--val b2n/base_val.txt --labels labels.csv --root /videos --out runs/prompt")(prompt)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from vifi import console
+
 splits_app = typer.Typer(help="Generate protocol splits (base-to-novel, K-shot) from annotation lists.",
                          no_args_is_help=True)
 
@@ -22,7 +24,9 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     return values
 
 
-@splits_app.command("make")
+@splits_app.command("make", help="Protocol splits from prepared lists, with a split.json record."
+                                    "\n\nExample: vifi splits make base2novel --train train1.txt --val test1.txt "
+                                    "--labels labels.csv --out splits/ucf101/b2n")
 def make(
     protocol: str = typer.Argument(..., help="base2novel | fewshot | k600-zeroshot"),
     train: str = typer.Option(None, "--train", help="training list (path label, 0-based)"),
@@ -49,7 +53,7 @@ def make(
             raise VifiError("k600-zeroshot needs --k400-labels (e.g. splits/kinetics400.csv) and --labels (K600's)")
         record = make_zeroshot_k600(k400_labels, labels, out, eval_list=val, seeds=_ints(seeds or "1,2,3", "--seeds"),
                                     n_classes=classes, overwrite=overwrite)
-        print(f"k600-zeroshot: {record['candidates']} K600 classes absent from K400; "
+        console.note(f"k600-zeroshot: {record['candidates']} K600 classes absent from K400; "
               f"{len(record['splits'])} splits of {classes} -> {out}")
         return
     if not train:
@@ -63,7 +67,7 @@ def make(
             raise VifiError("base2novel takes one --shots value")
         record = make_base2novel(train, val, labels, out, shots=k[0], seeds=_ints(seeds or "1,2,3", "--seeds"),
                                  overwrite=overwrite)
-        print(f"base2novel: {record['n_base']} base / {record['n_novel']} novel classes, "
+        console.note(f"base2novel: {record['n_base']} base / {record['n_novel']} novel classes, "
               f"{len(record['seeds'])} few-shot seeds of {k[0]} -> {out}")
     else:
         if seeds is not None:  # one generator seed draws every K; silently ignoring --seeds would mislead
@@ -71,7 +75,7 @@ def make(
                             "and k600-zeroshot)")
         record = make_kshot(train, labels, out, shots=_ints(shots or "2,4,8,16", "--shots"), seed=seed, val_list=val,
                             overwrite=overwrite)
-        print(f"fewshot: K = {', '.join(map(str, record['shots']))} -> {out}")
+        console.note(f"fewshot: K = {', '.join(map(str, record['shots']))} -> {out}")
 
 
 def register(app: typer.Typer) -> None:

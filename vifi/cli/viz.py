@@ -8,8 +8,25 @@ from typing import List, Optional
 
 import typer
 
-viz_app = typer.Typer(help="Pictures: t-SNE of video embeddings, attention maps over frames, training curves.",
+from vifi import console
+
+viz_app = typer.Typer(help="Pictures: t-SNE of video embeddings, attention maps over frames, training curves, "
+                           "confusion matrices. Needs the viz extra: pip install 'vifi[viz]'.",
                       no_args_is_help=True)
+
+
+def _need_viz_extra(*modules: str) -> None:
+    """matplotlib / scikit-learn serve only `vifi viz`, so they are an extra: say so in one line before any work."""
+    import importlib
+
+    from vifi.errors import VifiError
+
+    for module in ("matplotlib", *modules):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            package = {"sklearn": "scikit-learn"}.get(module, module)
+            raise VifiError(f"vifi viz needs {package}, which is not installed; pip install 'vifi[viz]'") from None
 
 
 def _names(checkpoints: list[str]) -> list[str]:
@@ -17,7 +34,9 @@ def _names(checkpoints: list[str]) -> list[str]:
     return [f"{n} ({i + 1})" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
-@viz_app.command("tsne")
+@viz_app.command("tsne", help="t-SNE of video embeddings, one panel per checkpoint, with separability scores."
+                                "\n\nExample: vifi viz tsne --data test.txt --labels labels.csv --root videos "
+                                "--checkpoint runs/demo --out viz")
 def tsne(
     data: str = typer.Option(..., "--data", help="annotation list of the videos to embed"),
     labels: str = typer.Option(..., "--labels", help="label CSV (class names for the legend)"),
@@ -28,6 +47,7 @@ def tsne(
     device: Optional[str] = typer.Option(None, "--device"),
     clip: Optional[str] = typer.Option(None, "--clip", help="token table for paper .pth checkpoints"),
 ) -> None:
+    _need_viz_extra("sklearn")
     from vifi.data.annotations import read_label_csv
     from vifi.fileio import write_json_atomic
     from vifi.viz.embed import embed_videos
@@ -43,11 +63,12 @@ def tsne(
     png = out / f"tsne_{'_vs_'.join(n.replace(' ', '') for n in _names(checkpoint))}.png"
     plot_tsne(panels, class_names, png)
     write_json_atomic(out / "tsne_scores.json", scores)
-    print(f"wrote {png}")
-    print(json.dumps({"png": str(png), "scores": scores}))
+    console.note(f"wrote {png}")
+    console.result(json.dumps({"png": str(png), "scores": scores}))
 
 
-@viz_app.command("attention")
+@viz_app.command("attention", help="Class-token attention to patches over sampled frames, a row per checkpoint."
+                                     "\n\nExample: vifi viz attention clip.mp4 --checkpoint runs/demo --out viz")
 def attention(
     video: Path = typer.Argument(..., help="a video file"),
     checkpoint: List[str] = typer.Option(..., "--checkpoint", help="one row per checkpoint (repeatable)"),
@@ -56,6 +77,7 @@ def attention(
     device: Optional[str] = typer.Option(None, "--device"),
     clip: Optional[str] = typer.Option(None, "--clip"),
 ) -> None:
+    _need_viz_extra()
     from vifi.errors import VifiError
     from vifi.viz.attention import attention_rows, plot_attention
 
@@ -65,20 +87,38 @@ def attention(
     rows = [(name, f, a) for name, (_, f, a) in zip(_names(checkpoint), rows)]
     png = out / f"attention_{video.stem}.png"
     plot_attention(rows, png, f"{video.name}: class-token attention to patches, last block (heads averaged)")
-    print(f"wrote {png}")
+    console.note(f"wrote {png}")
 
 
-@viz_app.command("curves")
+@viz_app.command("curves", help="Loss, accuracy and learning rate of run folders."
+                                  "\n\nExample: vifi viz curves runs/demo --out viz")
 def curves(
     runs: List[Path] = typer.Argument(..., help="run folders (log.csv, summary.csv)"),
     out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG"),
     smooth: int = typer.Option(1, "--smooth", help="moving average of the loss over this many steps"),
 ) -> None:
+    _need_viz_extra()
     from vifi.viz.curves import plot_curves
 
     png = out / f"curves_{'_vs_'.join(r.name for r in runs)}.png"
     plot_curves(runs, png, smooth=max(1, smooth))
-    print(f"wrote {png}")
+    console.note(f"wrote {png}")
+
+
+@viz_app.command("confusion", help="The confusion matrix of an evaluation (confusion.csv) as a PNG.\n\n"
+                                   "Example: vifi viz confusion runs/eval-ucf101 --out viz")
+def confusion(
+    source: Path = typer.Argument(..., help="folder of `vifi eval` / `vifi finetune`, or its confusion.csv"),
+    out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG"),
+) -> None:
+    from vifi.viz.confusion import plot_confusion, read_confusion
+
+    _need_viz_extra()
+    matrix = read_confusion(source)
+    name = source.name if source.is_dir() else source.parent.name
+    png = out / f"confusion_{name}.png"
+    plot_confusion(matrix, png, f"{name}: confusion matrix")
+    console.note(f"wrote {png}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from vifi.cli.options import Backend, backend_option, cache_dir_option
+
 
 def zeroshot(
     videos: List[str] = typer.Argument(..., help="video files, folders, or - to read paths from stdin"),
@@ -14,22 +16,27 @@ def zeroshot(
     labels_file: Optional[str] = typer.Option(None, "--labels-file", help="one label per line"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="vifi checkpoint, prompt artifact, run "
                                                                        "folder or paper .pth"),
-    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights (plain CLIP, or the token table a paper "
-                                                            ".pth needs)"),
-    arch: str = typer.Option("ViT-B-16", "--arch", help="architecture of --clip weights given as an open_clip tag"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights (local file, open_clip tag such as "
+                                                            "openai, or hf-hub:ORG/NAME): plain CLIP, or the token "
+                                                            "table a paper .pth needs"),
+    arch: str = typer.Option("ViT-B-16", "--arch",
+                             help="open_clip architecture of --clip (e.g. ViT-B-16, ViT-L-14), or hf-hub:ORG/NAME"),
     frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: the checkpoint's)"),
     views: str = typer.Option("1x1", "--views", help="CLIPSxCROPS: 1x1 or 4x3"),
     top_k: int = typer.Option(5, "--top-k", help="labels shown per video"),
     vanilla: bool = typer.Option(False, "--vanilla", help="bare labels as text, no prompt template"),
     template: Optional[str] = typer.Option(None, "--template", help="prompt template, e.g. 'a video of {}.' "
                                                                     "(default: the checkpoint's)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write video,label,prob rows (.csv) or .json; "
-                                                                 "- writes the CSV to stdout (and nothing else)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="write video,label,prob rows (.csv) or .json; - writes the CSV to "
+                                            "stdout (the table goes to stderr)"),
+    as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     batch: int = typer.Option(4, "--batch", help="videos per batch"),
-    backend: str = typer.Option("decord", "--backend", help="video decoder: decord | pyav (same frames)"),
+    backend: Backend = backend_option(),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable", help="score the videos that decode; name "
                                                                             "each one that does not on stderr"),
+    cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi.cli.eval import check_backend, parse_views
     from vifi.config import check_cli_values
@@ -45,6 +52,9 @@ def zeroshot(
     if top_k < 1:
         raise VifiError("--top-k must be at least 1")
     check_cli_values(frames=frames, batch=batch, device=device, template=template)
+    to_stdout = out is not None and str(out) == STDOUT
+    if as_json and to_stdout:
+        raise VifiError("--json and --out - both print on stdout; give one of them")
     if out is not None:
         check_output_path(out, folder=False)  # before any decoding: a bad --out must not cost the computation
     paths = collect_videos(videos)
@@ -52,11 +62,19 @@ def zeroshot(
     inputs = inference_inputs(facts, frames=frames, template=template, vanilla=vanilla)
     table = classify(paths, names, model, inputs, views=view_pair, device=device, batch=batch, backend=backend,
                      skip_undecodable=skip_undecodable)
-    if out is None or str(out) != STDOUT:  # with --out -, stdout carries the CSV only
-        print_top_k(table, min(top_k, len(names)))
+    from vifi import console
+    from vifi.zeroshot import render_output
+
+    # stdout carries one thing: the JSON, the CSV (--out -) or else the table; the table then moves to stderr.
+    console.reserve_stdout(as_json or to_stdout)
+    print_top_k(table, min(top_k, len(names)))
+    if as_json:
+        console.result(render_output(table, True))
     if out is not None:
         write_output(table, out)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("zeroshot", help="Classify your own videos against free-form labels (CPU or GPU).")(zeroshot)
+    app.command("zeroshot", help="Classify your own videos against free-form labels (CPU or GPU)."
+                                 "\n\nExample: ls clips/*.mp4 | vifi zeroshot - --labels \"juggling,cooking\" "
+                                 "--checkpoint runs/k400 --out - | sort -t, -k3 -r")(zeroshot)

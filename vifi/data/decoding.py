@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,15 +91,18 @@ def resolve_backend(backend: str) -> str:
             _DECORD_OK = True
         except ImportError:
             _DECORD_OK = False
-            import sys
+            from vifi import console
 
-            print("notice: decord is not installed on this platform; decoding with PyAV (same frames, slower)",
-                  file=sys.stderr)
+            console.note("notice: decord is not installed on this platform; decoding with PyAV (same frames, slower)")
     return "decord" if _DECORD_OK else "pyav"
 
 
 def count_frames(path: str | Path, backend: str = "decord") -> int:
     path = str(path)
+    if backend == "torchcodec":
+        from vifi.data import torchcodec_backend
+
+        return torchcodec_backend.count_frames(path)
     if resolve_backend(backend) == "decord":
         try:
             return len(_decord_reader(path))
@@ -121,6 +123,10 @@ def read_frames(path: str | Path, indices_fn, backend: str = "decord") -> tuple[
     `indices_fn` is called exactly once per video (training draws from a stateful generator in it).
     """
     path = str(path)
+    if backend == "torchcodec":
+        from vifi.data import torchcodec_backend
+
+        return torchcodec_backend.read_frames(path, indices_fn)
     if resolve_backend(backend) == "pyav":
         return _read_frames_pyav(path, indices_fn)
     indices = None
@@ -150,8 +156,9 @@ def _notice_fallback(path: str, error: DecodeError) -> None:
     if path not in _NOTICED:  # once per video and process: training reads each video every epoch
         _NOTICED.add(path)
         reason = str(error).split(f"{path}: ", 1)[-1]
-        print(f"notice: decord cannot decode {path} ({reason}); decoded it with PyAV (same frames)",
-              file=sys.stderr, flush=True)
+        from vifi import console
+
+        console.note(f"notice: decord cannot decode {path} ({reason}); decoded it with PyAV (same frames)")
 
 
 def _video_stream(container, path: str):

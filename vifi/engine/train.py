@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from vifi import console
 from vifi.config import RunConfig
 from vifi.data.dataset import StepBatches, TrainClips, collate
 from vifi.data.mixup import MixSettings
@@ -113,7 +114,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.head = DDP(self.model.head, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
-                            broadcast_buffers=False, gradient_as_bucket_view=True)
+                            gradient_as_bucket_view=True, **_no_forward_buffer_sync(DDP))
         compiled = compile_enabled(self.cfg, rt.device)
         if compiled:
             self.head = torch.compile(self.head)
@@ -123,6 +124,11 @@ class Trainer:
         self.workers = resolve_workers(self.cfg.data.num_workers)
         self.progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "nonfinite": 0}
         self.stop_signal: int | None = None
+        from vifi.engine.tracking import RunTracker  # TensorBoard / W&B / plain lines: rank 0 reports
+
+        self.tracker = RunTracker(self.cfg, self.run_dir, t.epochs * self.steps_per_epoch, self.steps_per_epoch,
+                                  plain_lines=self.show_progress and not console.stderr_is_terminal()
+                                  ) if rt.is_main else None
 
     # ---- resume ---------------------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -162,6 +168,8 @@ class Trainer:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+            if self.tracker is not None:
+                self.tracker.close()
 
     def _fit(self) -> None:
         t, rt = self.cfg.train, self.runtime
@@ -191,7 +199,8 @@ class Trainer:
     def _train_epoch(self, epoch: int, host) -> None:
         t, rt = self.cfg.train, self.runtime
         remaining = self.steps_per_epoch - self.progress["step_in_epoch"]
-        with progress_bar(f"epoch {epoch + 1}/{t.epochs}", remaining, enabled=self.show_progress and rt.is_main) as bar:
+        bar_shown = self.show_progress and rt.is_main and console.stderr_is_terminal()  # else: the tracker's lines
+        with progress_bar(f"epoch {epoch + 1}/{t.epochs}", remaining, enabled=bar_shown) as bar:
             for _ in range(remaining):
                 tic = time.perf_counter()
                 step = self.progress["step"]
@@ -211,7 +220,7 @@ class Trainer:
         self.progress["nonfinite"] += 1
         limit = 5
         if self.runtime.is_main:
-            print(f"warning: non-finite loss or gradient at step {step}; step skipped ({self.progress['nonfinite']}/{limit})")
+            console.warn(f"non-finite loss or gradient at step {step}; step skipped ({self.progress['nonfinite']}/{limit})")
         if self.progress["nonfinite"] >= limit:
             from vifi.engine.checkpointing import read_latest
 
@@ -243,6 +252,9 @@ class Trainer:
             clips = self.cfg.train.global_batch / max(step_time, 1e-9)
             writer.writerow([self.progress["step"], epoch, f"{lr:.6g}",
                              f"{loss:.6f}", f"{clips:.2f}", f"{data_wait:.4f}"])
+        if self.tracker is not None:
+            self.tracker.log_step(step=self.progress["step"], epoch=epoch, lr=lr, loss=loss, clips_per_s=clips,
+                                  data_wait_s=data_wait)
 
     def _append_summary(self, epoch: int, metrics: dict) -> None:
         path = self.run_dir / "summary.csv"
@@ -252,6 +264,18 @@ class Trainer:
             if new:
                 writer.writerow(["epoch", "step", "top1", "top5"])
             writer.writerow([epoch, self.progress["step"], metrics.get("top1", ""), metrics.get("top5", "")])
+        if self.tracker is not None:
+            self.tracker.log_eval(epoch=epoch, step=self.progress["step"], metrics=metrics)
+
+
+def _no_forward_buffer_sync(ddp_class) -> dict:
+    """No buffer broadcast before each forward (every rank holds the same buffers). torch ≥ 2.13 renamed the
+    argument and warns once per rank on the old name; buffers are still synced once at start, which is harmless."""
+    import inspect
+
+    if "forward_sync_buffers" in inspect.signature(ddp_class.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 def _truncate_csv(path: Path, column: str, keep) -> None:

@@ -111,29 +111,61 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def load_clip(arch: str, weights: str | None, allow_random: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build CLIP for `arch` and load `weights` (a local file or an open_clip pretrained tag).
+    """Build CLIP for `arch` and load `weights`: a local file, an open_clip pretrained tag of `arch`, or
+    `hf-hub:org/name` (whose own config then gives the architecture; `arch` may also be given that way).
 
     A real architecture without weights is refused unless `allow_random`, so nobody evaluates noise by accident.
     """
+    if weights is None and arch.startswith(HF_HUB):
+        weights = arch
     if weights is None:
         if arch != "tiny" and not allow_random:
             raise VifiError(f"no CLIP weights for architecture {arch}: pass --clip PATH (OpenAI .pt, state dict or "
-                            "safetensors) or --clip openai to download through open_clip")
+                            "safetensors), an open_clip tag such as --clip openai, or --clip hf-hub:ORG/NAME")
         cfg = arch_config(arch)
         return build_clip(cfg), cfg
+    if weights.startswith(HF_HUB):
+        from vifi.model.pretrained import fetch_hub_model
+
+        model_cfg, path = fetch_hub_model(weights[len(HF_HUB):])
+        cfg = _vifi_arch(model_cfg, weights)
+        return _load_into(build_clip(cfg), path, weights), cfg
     path = Path(weights)
     if path.exists():
         sd = read_weight_file(path)
         sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
         return clip_from_state_dict(sd, str(path))
     if "/" in weights or "\\" in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors"):
-        raise VifiError(f"--clip {weights}: file not found; give a local weight file or an open_clip tag (e.g. openai)")
-    import open_clip
+        raise VifiError(f"--clip {weights}: file not found; give a local weight file, an open_clip tag (e.g. openai) "
+                        "or hf-hub:ORG/NAME")
+    from vifi.model.pretrained import fetch_tag_weights, tag_quick_gelu
 
     cfg = arch_config(arch)
+    cfg["quick_gelu"] = tag_quick_gelu(arch, weights)  # the activation the tag's weights were trained with
+    path = fetch_tag_weights(arch, weights)
+    return _load_into(build_clip(cfg), path, f"--clip {weights}"), cfg
+
+
+HF_HUB = "hf-hub:"
+
+
+def _vifi_arch(model_cfg: dict[str, Any], source: str) -> dict[str, Any]:
+    """The architecture dict vifi stores, from an open_clip model config; only open_clip's own ViT towers."""
+    vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    if "timm_model_name" in vision or "hf_model_name" in text or "embed_dim" not in model_cfg:
+        raise VifiError(f"{source}: vifi drives open_clip's own ViT image and text towers; this model uses "
+                        f"{vision.get('timm_model_name') or text.get('hf_model_name') or 'another layout'}")
+    cfg = {k: copy.deepcopy(model_cfg[k]) for k in ("embed_dim", "vision_cfg", "text_cfg")}
+    cfg["quick_gelu"] = bool(model_cfg.get("quick_gelu", False))
+    return cfg
+
+
+def _load_into(model: torch.nn.Module, path: Path, source: str) -> torch.nn.Module:
+    import open_clip
+
     try:
-        model = open_clip.create_model(arch, pretrained=weights, force_quick_gelu=cfg["quick_gelu"])
-    except Exception as exc:  # noqa: BLE001 - network/tag problems are user-facing
-        raise VifiError(f"--clip {weights}: open_clip could not provide {arch} weights ({str(exc).splitlines()[0][:160]}); "
-                        "pass a local weight file instead") from None
-    return model, cfg
+        open_clip.load_checkpoint(model, str(path))  # open_clip's conversions (old layouts, position resizing)
+    except Exception as exc:  # noqa: BLE001 - a file that does not fit is the user's to fix
+        raise VifiError(f"{source}: the weights in {path} do not fit the architecture: "
+                        f"{' '.join(str(exc).split())[:500]}") from None
+    return model

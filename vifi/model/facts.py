@@ -9,7 +9,6 @@ an explicit flag still wins, with one notice on stderr when it contradicts the c
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -157,4 +156,6 @@ def notice(message: str) -> None:
 
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return
-    print(f"notice: {message}", file=sys.stderr, flush=True)
+    from vifi import console
+
+    console.note(f"notice: {message}")

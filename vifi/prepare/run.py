@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vifi import console
 from vifi.data.annotations import Entry, write_annotation_list, write_label_csv
 from vifi.fileio import sha256_file, write_json_atomic, write_text_atomic
 from vifi.outfolder import check_out_folder, staged_folder
@@ -16,11 +17,16 @@ RECORD = "prepare.json"  # written last; marks a folder that `--overwrite` may r
 
 def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, check: bool = True, workers: int = 4,
             min_frames: int = 8, reencode: Path | None = None, short_side: int = 256, fmt: str = "mjpeg",
-            backend: str = "decord", overwrite: bool = False, show_progress: bool = True) -> dict:
+            backend: str = "decord", overwrite: bool = False, show_progress: bool = True,
+            val_fraction: float | None = None, seed: int = 0) -> dict:
     """Everything is checked first; the lists are built in a temporary sibling of `out`, moved into place complete
     (so `--overwrite` leaves nothing of the previous run: no stale manifest or quarantine)."""
     check_out_folder(out, "--out", overwrite, RECORD)
     prepared = read_layout(dataset, root, lists)
+    if val_fraction is not None:  # own data: all.txt plus a stratified train.txt / val.txt
+        from vifi.prepare.holdout import stratified_split
+
+        prepared.splits["train"], prepared.splits["val"] = stratified_split(prepared.splits["all"], val_fraction, seed)
     if reencode is not None:
         from vifi.prepare.reencode import check_reencode_target
 
@@ -91,12 +97,12 @@ def _reencode(prepared, root: Path, dst: Path, short_side: int, fmt: str, worker
         if lost:
             failed_by_split[split] = lost
     before, after = int(table["bytes_in"].sum()), int(table["bytes_out"].sum())
-    print(f"re-encoded {len(ok)} of {len(unique)} videos to {dst} ({fmt}, short side {short_side}): "
-          f"{before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB on disk", flush=True)
+    console.note(f"re-encoded {len(ok)} of {len(unique)} videos to {dst} ({fmt}, short side {short_side}): "
+          f"{before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB on disk")
     if len(failed):
         first = failed.iloc[0]
-        print(f"warning: {len(failed)} videos failed to re-encode and are left out of the lists "
-              f"(first: {first['path']}: {first['status']}); see {final / 'reencode.csv'}", flush=True)
+        console.warn(f"{len(failed)} videos failed to re-encode and are left out of the lists "
+              f"(first: {first['path']}: {first['status']}); see {final / 'reencode.csv'}")
     return prepared, failed_by_split, dst, {"format": fmt, "short_side": short_side, "videos": len(ok), "failed": len(failed),
                            "bytes_before": before, "bytes_after": after}
 

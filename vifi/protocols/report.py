@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vifi import console
 from vifi.fileio import write_json_atomic, write_text_atomic
 from vifi.protocols.runner import run_protocol
 from vifi.protocols.suite import Suite
@@ -29,7 +30,7 @@ def run_and_report(suite: Suite, out: Path, **kwargs) -> tuple[pd.DataFrame, pd.
     print_table(runs[[c for c in runs.columns if c != "checkpoint" and "top5" not in c]],
                 f"{suite.protocol}: per split/seed")
     print_table(_shown(summary), f"{suite.protocol}: aggregated")
-    print(NOTES[suite.protocol])
+    console.note(NOTES[suite.protocol])
     return runs, summary
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vifi import console
 from vifi.data.annotations import check_videos_exist, read_annotation_list, read_label_csv
 from vifi.errors import VifiError
 from vifi.protocols.aggregate import summarise
@@ -150,7 +151,7 @@ def run_protocol(suite: Suite, out: Path, *, train: bool = False, overrides: lis
                         f"{prefix}videos": res["n_videos"]})
         row["checkpoint"] = str(checkpoint)
         records.append(row)
-        print(f"{unit.dataset} {unit.key}: " + ", ".join(f"{k} {v}" for k, v in row.items() if "top1" in k), flush=True)
+        console.note(f"{unit.dataset} {unit.key}: " + ", ".join(f"{k} {v}" for k, v in row.items() if "top1" in k))
     runs = pd.DataFrame(records)
     return runs, summarise(suite.protocol, runs)
 
@@ -163,7 +164,7 @@ def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progres
     if run.finished:
         import json
 
-        print(f"{unit.dataset} {unit.key}: training already finished in {run_dir}", flush=True)
+        console.note(f"{unit.dataset} {unit.key}: training already finished in {run_dir}")
         done = json.loads(run.results_json.read_text())
         return str(run_dir), {**done, "data": unit.train["val_list"]}
     resume = run.started
@@ -174,7 +175,7 @@ def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progres
         cfg = load_config(t["recipe"], list(overrides) + [
             f"data.train_list={t['train_list']}", f"data.val_list={t['val_list']}", f"data.labels={t['labels']}",
             f"data.root={unit.root}", "data.demo=false"])
-    print(f"{unit.dataset} {unit.key}: {'resuming' if resume else 'training'} {cfg.name} in {run_dir}", flush=True)
+    console.note(f"{unit.dataset} {unit.key}: {'resuming' if resume else 'training'} {cfg.name} in {run_dir}")
     result = run_finetune(cfg, run_dir, resume=resume, device=device, show_progress=show_progress)
     return str(run_dir), {**result, "data": unit.train["val_list"], "views": f"{cfg.eval.final_clips or cfg.eval.clips}x"
                           f"{cfg.eval.final_crops or cfg.eval.crops}"}

@@ -1,0 +1,96 @@
+"""`vifi config show`, `vifi recipes`, `--version` and shell completion, through the real CLI."""
+
+import os
+import subprocess
+import sys
+
+import yaml
+
+from vifi.config import load_config, recipe_names
+
+
+def _vifi(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_config_show_prints_the_resolved_yaml_with_overrides():
+    proc = _vifi("config", "show", "k400", "--set", "train.lr=1e-5", "--set", "data.frames=8")
+    assert proc.returncode == 0, proc.stderr
+    shown = yaml.safe_load(proc.stdout)  # all of stdout is the YAML
+    expected = load_config("k400").model_dump(mode="json")
+    expected["train"]["lr"], expected["data"]["frames"] = 1e-5, 8
+    assert shown == expected
+    assert shown["train"]["global_batch"] == 256 and shown["model"]["clip"] == "openai"  # inherited from _paper
+
+
+def test_config_show_rejects_an_unknown_key_in_one_line():
+    proc = _vifi("config", "show", "demo", "--set", "train.bogus=1")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == ["error: unknown config key 'train.bogus' in demo; see `vifi config "
+                                                "show` for the valid keys"]
+
+
+def test_recipes_lists_every_recipe_once_with_its_protocol():
+    proc = _vifi("recipes")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()}
+    assert sorted(rows) == recipe_names()
+    assert rows["k400"] == "zeroshot" and rows["k400-supervised"] == "supervised"
+    assert rows["prompt-b2n-ucf101"] == "base2novel" and rows["fewshot-ssv2"] == "fewshot"
+    assert "SPEC" not in proc.stdout  # descriptions do not cite files users do not have
+
+
+def test_shell_completion_completes_subcommands_and_options():
+    env = {**os.environ, "_VIFI_COMPLETE": "complete_bash", "COMP_WORDS": "vifi rec", "COMP_CWORD": "1"}
+    assert _vifi(env=env).stdout.split() == ["recipes"]
+    env = {**os.environ, "_VIFI_COMPLETE": "complete_bash", "COMP_WORDS": "vifi zeroshot --ba", "COMP_CWORD": "2"}
+    assert sorted(_vifi(env=env).stdout.split()) == ["--backend", "--batch"]
+
+
+def _leaves(command, path=("vifi",)):
+    subs = getattr(command, "commands", None)
+    if not subs:
+        yield " ".join(path), command
+        return
+    for name, sub in subs.items():
+        yield from _leaves(sub, (*path, name))
+
+
+def test_every_subcommand_help_shows_an_example():
+    from vifi.cli.app import build_command
+
+    leaves = dict(_leaves(build_command()))
+    assert len(leaves) >= 16
+    assert [name for name, cmd in leaves.items() if "Example: vifi" not in (cmd.help or "")
+            and "Example: ls" not in (cmd.help or "")] == []
+
+
+def test_old_spellings_parse_to_the_same_typed_values():
+    from vifi.cli.app import build_command
+
+    finetune = build_command().commands["finetune"]
+    old = finetune.make_context("finetune", ["demo", "--train", "image", "--checkpointing", "--backend", "pyav"])
+    new = finetune.make_context("finetune", ["demo", "--train-mode", "image", "--grad-checkpointing"])
+    assert old.params["train_mode"] == new.params["train_mode"] == "image"
+    assert old.params["checkpointing"] is new.params["checkpointing"] is True
+    assert old.params["backend"] == "pyav"
+    evaluate = build_command().commands["eval"]
+    assert evaluate.make_context("eval", ["--train"]).params["train"] is True
+    assert evaluate.make_context("eval", ["--fine-tune"]).params["train"] is True
+
+
+def test_a_value_outside_the_choices_is_one_line_before_any_work(tmp_path):
+    for args, needle in ((["bench", "train", "--mode", "all"], "'all' is not one of 'both', 'image', 'text'"),
+                         (["eval", "--protocol", "b2n", "--out", tmp_path / "o"], "'b2n' is not one of 'zeroshot'"),
+                         (["prepare", "generic", "--root", tmp_path, "--out", tmp_path / "o", "--format", "png"],
+                          "'png' is not one of 'mjpeg', 'h264-intra', 'h264'"),
+                         (["zeroshot", "x.mp4", "--labels", "a", "--backend", "opencv"], "'opencv' is not one of")):
+        proc = _vifi(*args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+        assert lines[0].startswith("error: ") and "--help`)" in lines[0]
+    assert not (tmp_path / "o").exists()
+    # A boolean flag takes no value: `--vanilla true` leaves "true" as a (missing) video, said in one line.
+    proc = _vifi("zeroshot", "--vanilla", "true", "--labels", "a,b", "--clip", "x.pt")
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: video not found: true"
