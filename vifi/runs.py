@@ -236,7 +236,7 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
              precision: str = "auto", vanilla: bool = False, reference_multiclip: bool = False,
              show_progress: bool = True, clip: str | None = None, skip_undecodable: bool = False,
              arch: str = "ViT-B-16", backend: str = "decord", limit: int | None = None,
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, compile: bool | None = None) -> dict[str, Any]:
     """`frames` None: the checkpoint's; `vanilla`: bare class names instead of the checkpoint's template;
     `limit`: that many videos spread over the list; `overwrite`: replace results already in `out`."""
     from vifi.model.facts import inference_inputs
@@ -262,7 +262,8 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     dataset = EvalClips(entries, root, spec, clips, crops, reference_multiclip)
     text = class_text_features(model, names, template, runtime)
     result = evaluate(model, dataset, names, runtime, batch=batch, num_workers=num_workers, template=template,
-                      text_features=text, show_progress=show_progress, skip_undecodable=skip_undecodable)
+                      text_features=text, show_progress=show_progress, skip_undecodable=skip_undecodable,
+                      compile=compile)
     summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": inputs.frames,
                "checkpoint": str(checkpoint or f"plain CLIP {arch} ({clip})"), "data": str(data),
                "text": "bare class names" if template is None else template,

@@ -44,6 +44,8 @@ def eval_command(
     views: Optional[str] = typer.Option(None, "--views", help="CLIPSxCROPS: 1x1 (default), 4x3 (supervised default)"),
     batch: int = typer.Option(8, "--batch", help="videos per batch"),
     workers: int = typer.Option(2, "--workers", help="data-loading processes"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile",
+                                            help="torch.compile the scoring (default: on CUDA)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
     vanilla: bool = typer.Option(False, "--vanilla", help="bare class names, no prompt template"),
     reference_multiclip: bool = typer.Option(False, "--reference-multiclip",
@@ -94,7 +96,7 @@ def eval_command(
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
                  num_workers=workers, device=device, vanilla=vanilla,
                  reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch,
-                 backend=backend, limit=limit, overwrite=overwrite)
+                 backend=backend, limit=limit, overwrite=overwrite, compile=compile_)
         _print_results_json(out, as_json)
         return
     if out is None:
