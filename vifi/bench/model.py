@@ -92,6 +92,8 @@ def _timed(fn, steps: int, warmup: int, device: torch.device) -> float:
     for _ in range(warmup):
         fn()
     _sync(device)
+    if hasattr(fn, "counter"):  # data wait is reported for the timed steps only (not worker start-up)
+        fn.counter.update(step=0, data_wait_s=0.0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
@@ -206,6 +208,7 @@ def train_step_fn(model, runtime: Runtime, spec: BenchSpec, reference: bool):
         counter["step"] += 1
         counter["data_wait_s"] += result.data_wait_s
     step.counter = counter
+    step.host = host
     return step, accum * micro
 
 
@@ -286,9 +289,14 @@ def measure(kind: str, spec: BenchSpec, runtime: Runtime, reference: bool, peak:
     result = {"clips_per_s": clips_per_s, "frames_per_s": clips_per_s * spec.frames, "step_s": seconds,
               "tflops_per_step": flops / 1e12, "achieved_tflops": achieved,
               "mfu": achieved / peak if peak else None, "peak_mem_gib": peak_mem}
+    # A loader never read to its end must be stopped here: its workers ignore SIGTERM (vifi/engine/workers.py),
+    # so the interpreter's exit could not stop them.
+    shutdown = getattr(getattr(step, "host", None), "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
     counter = getattr(step, "counter", None)
     if counter is not None:
-        result["data_wait_share"] = counter["data_wait_s"] / max(seconds * counter["step"], 1e-9)
+        result["data_wait_share"] = min(1.0, counter["data_wait_s"] / max(seconds * counter["step"], 1e-9))
     if syncs is not None:
         result["host_syncs_per_step"], result["host_sync_sites"] = syncs
     del model, step

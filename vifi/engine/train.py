@@ -176,17 +176,25 @@ class Trainer:
         loader = make_loader(self.dataset, batch_sampler=self._batches(), workers=self.workers, device=rt.device,
                              collate_fn=collate)
         host = iter(loader)  # one loader for the rest of the run: workers start once
-        while self.progress["epoch"] < t.epochs:
-            epoch = self.progress["epoch"]
-            self._train_epoch(epoch, host)
-            metrics = {}
-            if self.evaluate_fn is not None and (epoch % t.eval_every == 0 or epoch == t.epochs - 1):
-                metrics = self.evaluate_fn(epoch)
-            self.progress.update(epoch=epoch + 1, step_in_epoch=0)
-            if rt.is_main:
-                self._append_summary(epoch, metrics)
-            self._save()
-            self._check_signal()
+        try:
+            while self.progress["epoch"] < t.epochs:
+                epoch = self.progress["epoch"]
+                self._train_epoch(epoch, host)
+                metrics = {}
+                if self.evaluate_fn is not None and (epoch % t.eval_every == 0 or epoch == t.epochs - 1):
+                    metrics = self.evaluate_fn(epoch)
+                self.progress.update(epoch=epoch + 1, step_in_epoch=0)
+                if rt.is_main:
+                    self._append_summary(epoch, metrics)
+                self._save()
+                self._check_signal()
+        finally:
+            # The run never reads the loader to its end, so its workers are stopped here, through the loader's own
+            # orderly shutdown, on every way out (preemption included). Left to interpreter exit, multiprocessing
+            # would SIGTERM them — which they ignore (vifi/engine/workers.py) — and then wait for them forever.
+            shutdown = getattr(host, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def _batches(self) -> RunBatches:
         t, rt = self.cfg.train, self.runtime

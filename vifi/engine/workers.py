@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import signal
 
 # Signals a cluster or a terminal sends to the whole process group to stop a run (docs/reliability.md).
@@ -24,3 +26,15 @@ def init_worker(worker_id: int, then=None) -> None:
     ignore_stop_signals(worker_id)
     if then is not None:
         then(worker_id)
+
+
+def _kill_leftover_workers() -> None:
+    """At exit, multiprocessing stops live daemonic children with SIGTERM and then waits for them; loader workers
+    ignore SIGTERM, so a loader not read to its end would make the process hang at exit. Registered after
+    multiprocessing's own exit hook, this runs first and ends such workers with SIGKILL (they hold nothing to save)."""
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
+atexit.register(_kill_leftover_workers)
