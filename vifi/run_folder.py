@@ -41,6 +41,8 @@ class RunFolder:
     per_class = property(lambda self: self.path / "per_class.csv")
     confusion = property(lambda self: self.path / "confusion.csv")
     checkpoints = property(lambda self: self.path / "checkpoints")
+    tensorboard = property(lambda self: self.path / "tensorboard")  # --report-to tensorboard
+    wandb_id = property(lambda self: self.path / "wandb-id.txt")  # --report-to wandb: one W&B run per folder
     latest = property(lambda self: self.checkpoints / "latest.json")
     final_weights = property(lambda self: self.checkpoints / "final.safetensors")
     lock_file = property(lambda self: self.path / LOCK_NAME)
@@ -48,7 +50,7 @@ class RunFolder:
     def run_files(self) -> tuple[Path, ...]:
         """Files a run writes at the top of the folder (what --overwrite removes, with checkpoints/)."""
         return (self.config, self.log, self.summary, self.results_csv, self.results_md, self.results_json,
-                self.predictions, self.failed, self.run_log, self.per_class, self.confusion)
+                self.predictions, self.failed, self.run_log, self.per_class, self.confusion, self.wandb_id)
 
     # ---- state ----------------------------------------------------------------------------------------------
     @property
@@ -98,6 +100,7 @@ class RunFolder:
         for path in self.run_files():
             path.unlink(missing_ok=True)
         shutil.rmtree(self.checkpoints, ignore_errors=True)
+        shutil.rmtree(self.tensorboard, ignore_errors=True)  # else the old run's curves would mix with the new
 
 
 def _read_holder(fd: int) -> str:

@@ -211,3 +211,19 @@ def test_finetune_accepts_skip_undecodable_and_scores_the_rest(demo_data, corrup
     n_val = len(Path(demo_data["val_list"]).read_text().splitlines())
     assert (res["n_videos"], res["n_failed"]) == (n_val, 1)
     assert (out / "failed.txt").read_text().startswith("corrupt.mp4\t")
+
+
+def test_clear_removes_tracker_files_with_the_run(tmp_path):
+    # --overwrite must not mix the old run's TensorBoard curves or W&B run id into the new run.
+    from vifi.run_folder import RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    (folder.tensorboard).mkdir(parents=True)
+    (folder.tensorboard / "events.out.tfevents.1").write_bytes(b"old")
+    folder.wandb_id.write_text("old-id\n")
+    folder.config.write_text("name: old\n")
+    keep = folder.path / "notes.txt"
+    keep.write_text("mine")
+    folder.clear()
+    assert not folder.tensorboard.exists() and not folder.wandb_id.exists() and not folder.config.exists()
+    assert keep.read_text() == "mine"  # files vifi did not write stay

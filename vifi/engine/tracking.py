@@ -16,6 +16,7 @@ from typing import Any
 
 from vifi import console
 from vifi.errors import VifiError
+from vifi.run_folder import RunFolder
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --report-to name -> package it needs
 
@@ -40,7 +41,7 @@ class _TensorBoard:
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: after --resume, events a previous process logged past its checkpoint are dropped, as in log.csv
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=first_step)
+        self.writer = SummaryWriter(log_dir=str(RunFolder(run_dir).tensorboard), purge_step=first_step)
 
     def log(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -56,7 +57,7 @@ class _WandB:
         import wandb
 
         # One W&B run per run folder: its id is kept beside the checkpoints so --resume continues the same run.
-        id_file = run_dir / "wandb-id.txt"
+        id_file = RunFolder(run_dir).wandb_id
         run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
         id_file.write_text(run_id + "\n")
         self.run = wandb.init(project="vifi", name=name, id=run_id, resume="allow", dir=str(run_dir), config=config)
