@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of docs/performance.md, as one script (about 6-8 minutes on an H100/H200):
+# The GPU measurements of docs/performance.md, as one script (the default parts took 297 s on an H200, 2026-11-30):
 #   bash scripts/bench_gpu.sh OUT_DIR
 # Each line of OUT_DIR/bench.jsonl is one command's JSON, appended as soon as that command ends (a later timeout
 # keeps the earlier lines); OUT_DIR/log.txt has the whole output. On the project's device machine, run
