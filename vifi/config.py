@@ -106,8 +106,9 @@ class TrainConfig(_Section):
     keep_last: int = Field(2, ge=1)
     compile: Union[bool, Literal["auto"]] = "auto"  # torch.compile the video head and augmentation; auto: on CUDA
     # activation checkpointing of the image tower: true = every block, N = the first N blocks (the text tower, run
-    # once per step, is never checkpointed): less memory for some speed (docs/performance.md)
-    checkpointing: Union[bool, int] = False
+    # once per step, is never checkpointed): less memory for some speed (docs/performance.md); auto: the fewest
+    # blocks that the memory estimate (vifi/model/memory.py) says fit this GPU; none on CPU
+    checkpointing: Union[bool, int, Literal["auto"]] = False
     report_to: list[Literal["tensorboard", "wandb"]] = []  # trackers beside log.csv (vifi/engine/tracking.py)
 
     @field_validator("report_to", mode="before")
@@ -138,8 +139,8 @@ class TrainConfig(_Section):
             if self.global_batch % (self.lr_clock_gpus * self.lr_clock_gpu_batch):
                 raise ValueError(f"train.global_batch {self.global_batch} is not a multiple of lr_clock_gpus × "
                                  f"lr_clock_gpu_batch ({self.lr_clock_gpus} × {self.lr_clock_gpu_batch})")
-        if not isinstance(self.checkpointing, bool) and self.checkpointing < 0:
-            raise ValueError("train.checkpointing must be true, false or a number of image-tower blocks ≥ 0")
+        if not isinstance(self.checkpointing, (bool, str)) and self.checkpointing < 0:
+            raise ValueError("train.checkpointing must be true, false, auto or a number of image-tower blocks ≥ 0")
         return self
 
 

@@ -175,10 +175,12 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
         check_decodable(val_entries, cfg.data.root, cfg.data.backend, cfg.data.val_list,
                         skip=cfg.eval.skip_undecodable, workers=cfg.data.num_workers)
     model = build_model(cfg.model, cfg.data).to(runtime.device)
-    if cfg.train.micro_batch == "auto":
-        cfg = _auto_micro_batch(cfg, runtime, len(names))
     template = prompt_template(cfg.model)
     tokens = model.tokenize(model.class_texts(names, template))
+    if cfg.train.checkpointing == "auto":
+        cfg = _auto_checkpointing(cfg, runtime, model, len(names), text_tokens=int(tokens.argmax(-1).max()) + 1)
+    if cfg.train.micro_batch == "auto":
+        cfg = _auto_micro_batch(cfg, runtime, len(names))
     spec = ClipSpec(cfg.data.frames, cfg.data.input_size, cfg.data.backend)
     train_set = TrainClips(train_entries, cfg.data.root, spec, cfg.train.seed, cfg.train.color_jitter,
                            cfg.train.grayscale)
@@ -304,6 +306,29 @@ def evenly_spaced(entries: list, limit: int) -> list:
     if limit >= len(entries):
         return entries
     return [entries[i * len(entries) // limit] for i in range(limit)]
+
+
+def _auto_checkpointing(cfg: RunConfig, runtime: Runtime, model, n_classes: int, text_tokens: int) -> RunConfig:
+    """train.checkpointing auto: the fewest image blocks the memory estimate says this GPU needs checkpointed
+    (vifi/model/memory.py); on CPU none. The micro-batch it assumed is used when train.micro_batch is auto too."""
+    from vifi.engine.train import compile_enabled
+    from vifi.model.memory import Shape, plan_memory
+
+    train = {"checkpointing": False}
+    if runtime.device.type == "cuda":
+        mixing = cfg.train.mixup > 0 or cfg.train.cutmix > 0
+        device_gib = torch.cuda.get_device_properties(runtime.device).total_memory / 2 ** 30
+        plan = plan_memory(Shape.of(model.arch), device_gib=device_gib, frames=cfg.data.frames, classes=n_classes,
+                           batch=cfg.train.global_batch // runtime.world, mode=cfg.model.train,
+                           compiled=compile_enabled(cfg, runtime.device),
+                           mix_group=cfg.train.mix_group if mixing else 1, text_tokens=text_tokens)
+        train["checkpointing"] = plan.checkpointing
+        if cfg.train.micro_batch == "auto":
+            train["micro_batch"] = plan.micro_batch
+        if runtime.is_main:
+            console.note(f"memory plan for {device_gib:.0f} GiB: micro-batch {plan.micro_batch}, "
+                         f"{plan.checkpoint_blocks} image block(s) checkpointed (estimate {plan.estimate_gib:.1f} GiB)")
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update=train)})
 
 
 def _auto_micro_batch(cfg: RunConfig, runtime: Runtime, n_classes: int) -> RunConfig:

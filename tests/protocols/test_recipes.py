@@ -53,7 +53,9 @@ def test_recipe_matches_the_paper(name):
 
 
 def test_every_paper_recipe_is_checked():
-    assert sorted(set(recipe_names()) - {"demo", "b2n", "fewshot", "prompt-b2n", "prompt-fewshot"}) == sorted(EXPECTED)
+    others = {"demo", "b2n", "fewshot", "prompt-b2n", "prompt-fewshot",
+              "k400-b32", "k400-l14", "k400-l14-336"}  # backbones the paper did not train: tests/model/test_larger_backbones.py
+    assert sorted(set(recipe_names()) - others) == sorted(EXPECTED)
 
 
 def _spec_rows():

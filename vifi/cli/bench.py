@@ -84,6 +84,52 @@ def data(
     _emit(result)
 
 
+@bench_app.command("memory", help="Estimated peak memory of a training step, and the micro-batch and activation "
+                                    "checkpointing that `train.checkpointing: auto` picks for a device size (no GPU "
+                                    "needed).\n\nExample: vifi bench memory --arch ViT-L-14 --device-gib 40")
+def memory(
+    arch: str = typer.Option("ViT-B-16", "--arch", help="open_clip architecture or tiny"),
+    frames: int = typer.Option(32, "--frames"),
+    classes: int = typer.Option(400, "--classes"),
+    batch: int = typer.Option(256, "--batch", help="clips per device and optimizer step (global batch / GPUs)"),
+    device_gib: Optional[float] = typer.Option(None, "--device-gib", help="device memory (default: this GPU's, "
+                                                                         "else 80)"),
+    train_mode: TrainMode = typer.Option("both", "--mode", help="which towers train (or prompt)"),
+    compile_: bool = typer.Option(False, "--compile", help="estimate for the compiled step (less memory)"),
+    mix_group: int = typer.Option(4, "--mix-group", help="micro-batches are whole mix groups (1: no mixing)"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    _json_only(as_json)
+    import pandas as pd
+
+    from vifi.errors import VifiError
+    from vifi.model.backbone import arch_config
+    from vifi.model.memory import GIB, Shape, plan_memory, train_step_bytes
+    from vifi.results import print_table
+
+    if min(frames, classes, batch, mix_group) < 1 or (device_gib is not None and device_gib <= 0):
+        raise VifiError("--frames, --classes, --batch, --mix-group and --device-gib must be positive")
+    if device_gib is None:
+        import torch
+
+        device_gib = torch.cuda.get_device_properties(0).total_memory / GIB if torch.cuda.is_available() else 80.0
+    shape = Shape.of(arch_config(arch))
+    plan = plan_memory(shape, device_gib=device_gib, frames=frames, classes=classes, batch=batch, mode=train_mode,
+                       compiled=compile_, mix_group=mix_group)
+    rows = []
+    for blocks in sorted({0, plan.checkpoint_blocks, shape.image_blocks}):
+        need = train_step_bytes(shape, frames=frames, micro_batch=plan.micro_batch, classes=classes,
+                                checkpoint_blocks=blocks, mode=train_mode, compiled=compile_) / GIB
+        rows.append({"micro_batch": plan.micro_batch, "checkpointed_blocks": blocks, "estimate_gib": round(need, 1),
+                     "fits": need <= plan.budget_gib, "chosen": blocks == plan.checkpoint_blocks})
+    print_table(pd.DataFrame(rows), f"memory estimate: {arch}, {frames} frames, {classes} classes, "
+                                    f"{device_gib:g} GiB device (budget {plan.budget_gib:.1f} GiB)")
+    _emit({"arch": arch, "frames": frames, "classes": classes, "batch": batch, "mode": train_mode,
+           "compile": compile_, "device_gib": round(device_gib, 1), "budget_gib": round(plan.budget_gib, 1),
+           "micro_batch": plan.micro_batch, "checkpoint_blocks": plan.checkpoint_blocks,
+           "image_blocks": shape.image_blocks, "estimate_gib": round(plan.estimate_gib, 2)})
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
