@@ -5,7 +5,7 @@
 # keeps the earlier lines); OUT_DIR/log.txt has the whole output. On the project's device machine, run
 # ../shared/device/fetch-wheels.sh here first and carry .whl: the script installs the wheels when open_clip is missing.
 # ARCH, FRAMES, CLASSES, GLOBAL, MICRO, DEVICE override the workload (a CPU dry run: ARCH=tiny FRAMES=4 CLASSES=10
-# GLOBAL=8 MICRO=4 DEVICE=cpu bash scripts/bench_gpu.sh /tmp/dry).
+# GLOBAL=8 MICRO=4 DEVICE=cpu LARGE_ARCH=tiny bash scripts/bench_gpu.sh /tmp/dry). PARTS=large measures ViT-L/14.
 set -uo pipefail
 out=${1:-bench-out}
 mkdir -p "$out"
@@ -15,7 +15,7 @@ if ! python3 -c "import open_clip, pydantic" 2>/dev/null; then
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1
 ARCH=${ARCH:-ViT-B-16} FRAMES=${FRAMES:-32} CLASSES=${CLASSES:-400} GLOBAL=${GLOBAL:-256} MICRO=${MICRO:-16}
-DEVICE=${DEVICE:-cuda}
+DEVICE=${DEVICE:-cuda} LARGE_ARCH=${LARGE_ARCH:-ViT-L-14}
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   python3 -c "import torch; print('torch', torch.__version__)"; date -u +%F; } | tee "$out/gpu.txt"
 run() {  # run SECONDS ARGS...: one benchmark, its last line appended to bench.jsonl, the whole output kept
@@ -43,6 +43,15 @@ for part in $PARTS; do
       run 50 train "${T[@]}" --checkpointing --steps 2 --warmup 1 ;;
     checkpointing-8)  # 8 of 12 image blocks, compiled (compare with compiled)
       run 200 train "${T[@]}" --checkpoint-blocks 8 --compile --steps 2 --warmup 2 ;;
+    large)  # a larger backbone (LARGE_ARCH, default ViT-L-14) at the memory plan for this GPU: its estimate as one
+            # line, then the measured step at that micro-batch and number of checkpointed blocks (peak vs estimate)
+      plan=$(python3 -m vifi bench memory --arch "$LARGE_ARCH" --frames "$FRAMES" --classes "$CLASSES" \
+             --batch "$GLOBAL" --json 2>>"$out/log.txt" | tail -n 1)
+      echo "$plan" | tee -a "$out/log.txt" >> "$out/bench.jsonl"
+      read -r micro blocks < <(echo "$plan" | python3 -c \
+        "import json,sys; p=json.load(sys.stdin); print(p['micro_batch'], p['checkpoint_blocks'])")
+      run 300 train --arch "$LARGE_ARCH" --frames "$FRAMES" --classes "$CLASSES" --global-batch "$GLOBAL" \
+        --micro-batch "$micro" --checkpoint-blocks "$blocks" --steps 2 --warmup 1 ;;
     eager)  # eager step alone (its host syncs)
       run 60 train "${T[@]}" --steps 1 --warmup 1 ;;
   esac

@@ -66,3 +66,23 @@ def test_bench_train_on_real_clips_counts_model_flops_once_with_checkpointing(de
     assert plain["data"] == str(demo_data["train_list"]) and checked["checkpointing"] == 1
     assert 0 <= plain["data_wait_share"] <= 1
     assert checked["tflops_per_step"] == pytest.approx(plain["tflops_per_step"], rel=1e-9)
+
+
+def test_bench_memory_prints_the_plan_of_the_estimate():
+    from vifi.model.backbone import arch_config
+    from vifi.model.memory import Shape, plan_memory
+
+    record = _last_json("memory", "--arch", "ViT-L-14", "--device-gib", "40", "--json")
+    plan = plan_memory(Shape.of(arch_config("ViT-L-14")), device_gib=40, frames=32, classes=400, batch=256)
+    assert (record["micro_batch"], record["checkpoint_blocks"]) == (plan.micro_batch, plan.checkpoint_blocks)
+    assert record["estimate_gib"] == round(plan.estimate_gib, 2) and record["image_blocks"] == 24
+
+
+@pytest.mark.parametrize("args,message", [(["--device-gib", "8", "--arch", "ViT-L-14"], "not even a micro-batch"),
+                                          (["--device-gib", "0"], "must be positive"),
+                                          (["--arch", "ViT-X-99"], "unknown architecture")])
+def test_bench_memory_bad_input_is_one_line(args, message):
+    proc = subprocess.run([sys.executable, "-m", "vifi", "bench", "memory", *args], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and message in proc.stderr
