@@ -241,13 +241,30 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
              overwrite: bool = False, compile: bool | None = None) -> dict[str, Any]:
     """`frames` None: the checkpoint's; `vanilla`: bare class names instead of the checkpoint's template;
     `limit`: that many videos spread over the list; `overwrite`: replace results already in `out`."""
-    from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
 
     out = Path(out)
+    check_eval_out(out, overwrite)
+    names, entries = eval_inputs(data, labels, root, limit)
+    runtime = setup_runtime(device, precision)
+    model, facts = load_for_inference(checkpoint, clip, arch)  # plain CLIP when no checkpoint (vanilla zero-shot)
+    model.to(runtime.device)
+    return evaluate_loaded(model, facts, str(checkpoint or f"plain CLIP {arch} ({clip})"), names, entries, out,
+                           runtime, data=data, root=root, frames=frames, clips=clips, crops=crops, batch=batch,
+                           num_workers=num_workers, vanilla=vanilla, reference_multiclip=reference_multiclip,
+                           show_progress=show_progress, skip_undecodable=skip_undecodable, backend=backend,
+                           limit=limit, compile=compile)
+
+
+def check_eval_out(out: Path, overwrite: bool) -> None:
+    """An evaluation's --out: writable, and not holding results already unless `overwrite`."""
     check_output_path(out, folder=True)
     if RunFolder(out).finished and not overwrite:
         raise VifiError(f"{out} already holds results.json; pass --overwrite to replace it or choose another --out")
+
+
+def eval_inputs(data: str, labels: str, root: str, limit: int | None = None):
+    """(class names, annotation entries) of an evaluation list, every video checked to exist."""
     if limit is not None and limit < 1:
         raise VifiError(f"--limit {limit}: give a number of videos ≥ 1")
     names = read_label_csv(labels)
@@ -255,9 +272,19 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     if limit is not None:
         entries = evenly_spaced(entries, limit)
     check_videos_exist(entries, root, data)
-    runtime = setup_runtime(device, precision)
-    model, facts = load_for_inference(checkpoint, clip, arch)  # plain CLIP when no checkpoint (vanilla zero-shot)
-    model.to(runtime.device)
+    return names, entries
+
+
+def evaluate_loaded(model, facts, described: str, names: list[str], entries: list, out: Path, runtime: Runtime, *,
+                    data: str, root: str, frames: int | None = None, clips: int = 1, crops: int = 1, batch: int = 8,
+                    num_workers: int = 2, vanilla: bool = False, reference_multiclip: bool = False,
+                    show_progress: bool = True, skip_undecodable: bool = False, backend: str = "decord",
+                    limit: int | None = None, compile: bool | None = None, to_stdout: bool = True) -> dict[str, Any]:
+    """Evaluate a model already on `runtime.device` (`facts`: what it was trained with; `described`: what it is, for
+    results.json) and write the evaluation's files into `out`; its table goes to stdout unless `to_stdout` is False
+    (then it is one part of a larger result, and goes to stderr)."""
+    from vifi.model.facts import inference_inputs
+
     inputs = inference_inputs(facts, frames=frames, vanilla=vanilla)
     template = inputs.template
     spec = ClipSpec(inputs.frames, inputs.input_size, backend)
@@ -267,13 +294,14 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
                       text_features=text, show_progress=show_progress, skip_undecodable=skip_undecodable,
                       compile=compile)
     summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": inputs.frames,
-               "checkpoint": str(checkpoint or f"plain CLIP {arch} ({clip})"), "data": str(data),
+               "checkpoint": described, "data": str(data),
                "text": "bare class names" if template is None else template,
                **({"limit": limit} if limit is not None else {})}
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_eval_outputs(out, result, summary, title=f"evaluation of {checkpoint}", class_names=names,
-                           device=runtime.device, config={k: v for k, v in summary.items() if k in EVAL_SETTINGS})
+        summary = write_eval_outputs(out, result, summary, title=f"evaluation of {described}", class_names=names,
+                                     device=runtime.device, to_stdout=to_stdout,
+                                     config={k: v for k, v in summary.items() if k in EVAL_SETTINGS})
     return summary
 
 
@@ -281,7 +309,8 @@ EVAL_SETTINGS = ("checkpoint", "data", "views", "frames", "text", "limit")  # wh
 
 
 def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], title: str, *,
-                       class_names: list[str], device=None, config=None) -> None:
+                       class_names: list[str], device=None, config=None, to_stdout: bool = True) -> dict[str, Any]:
+    """predictions, per-class, confusion and results.* in `out`; returns `summary` with mean_class_top1 added."""
     from vifi.results import class_metrics, provenance, with_class_names
 
     run = RunFolder(out)
@@ -298,7 +327,8 @@ def write_eval_outputs(out: Path, result: EvalResult, summary: dict[str, Any], t
     table = pd.DataFrame([{"videos": result.n_videos, "top1": round(result.top1, 2), "top5": round(result.top5, 2),
                            "mean_class_top1": round(mean_class, 2), "views": summary.get("views", "1x1")}])
     write_table(out, table, {**summary, "provenance": provenance(device=device, config=config)}, title)
-    print_table(table, title)
+    print_table(table, title, to_stdout=to_stdout)
+    return summary
 
 
 def evenly_spaced(entries: list, limit: int) -> list:

@@ -45,7 +45,7 @@ def _global_options(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import bench, config_cmd, export, finetune, prepare, prompt, splits, viz, zeroshot
+    from vifi.cli import bench, config_cmd, export, finetune, merge, prepare, prompt, splits, viz, zeroshot
 
     prepare.register(app)
     finetune.register(app)
@@ -54,6 +54,7 @@ def _register() -> None:
     zeroshot.register(app)
     splits.register(app)
     export.register(app)
+    merge.register(app)
     bench.register(app)
     viz.register(app)
     config_cmd.register(app)

@@ -73,6 +73,13 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only N videos, evenly spaced through the list "
                                                               "(a quick check; results.json records it)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the results already in --out"),
+    wise_ft: Optional[str] = typer.Option(None, "--wise-ft", metavar="ALPHA[,ALPHA…]",
+                                          help="evaluate the weight-space ensembles (1 - α)·A + α·B, B = "
+                                               "--checkpoint, A = --clip (zero-shot CLIP) or --wise-ft-from; one "
+                                               "row per α, each α's files in OUT/alpha-<α>"),
+    wise_ft_from: Optional[str] = typer.Option(None, "--wise-ft-from", metavar="MODEL",
+                                               help="model A of --wise-ft when it is not --clip: a vifi "
+                                                    "checkpoint, run folder, paper .pth or CLIP weights"),
     cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi import console
@@ -84,15 +91,26 @@ def eval_command(
     check_cli_values(frames=frames, batch=batch, workers=workers, device=device)
     if out is not None:
         check_output_path(out, folder=True)  # before any computing
+    wise = _wise_ft_request(wise_ft, wise_ft_from, clip, arch)
     if protocol is None and suite is None:
-        missing = [f for f, v in (("--checkpoint (or --clip for plain CLIP)", checkpoint or clip), ("--data", data),
+        model_flag = "--checkpoint (model B of --wise-ft)" if wise else "--checkpoint (or --clip for plain CLIP)"
+        missing = [f for f, v in ((model_flag, checkpoint or (clip if not wise else None)), ("--data", data),
                                   ("--labels", labels), ("--root", root), ("--out", out)) if not v]
         if missing:
             raise VifiError(f"vifi eval needs {', '.join(missing)} (or --protocol for a protocol run)")
-        from vifi.runs import run_eval
-
         check_backend(backend)
         clips, crops = parse_views(views or "1x1")
+        if wise:
+            from vifi.wise_ft import run_wise_ft_eval
+
+            run_wise_ft_eval(wise, checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops,
+                             batch=batch, num_workers=workers, device=device, vanilla=vanilla,
+                             reference_multiclip=reference_multiclip, skip_undecodable=skip_undecodable,
+                             backend=backend, limit=limit, overwrite=overwrite, compile=compile_)
+            _print_results_json(out, as_json)
+            return
+        from vifi.runs import run_eval
+
         run_eval(checkpoint, data, labels, root, out, frames=frames, clips=clips, crops=crops, batch=batch,
                  num_workers=workers, device=device, vanilla=vanilla,
                  reference_multiclip=reference_multiclip, clip=clip, skip_undecodable=skip_undecodable, arch=arch,
@@ -120,10 +138,33 @@ def eval_command(
     from vifi.protocols.report import run_and_report
 
     default_views = "4x3" if the_suite.protocol == "supervised" else "1x1"
-    run_and_report(the_suite, out, train=train, overrides=list(set_ or []),
-                   views=parse_views(views or the_suite.views or default_views), batch=batch, num_workers=workers,
-                   device=device)
+    settings = dict(train=train, overrides=list(set_ or []), batch=batch, num_workers=workers, device=device,
+                    views=parse_views(views or the_suite.views or default_views))
+    if wise:
+        from vifi.wise_ft import run_and_report_wise_ft
+
+        run_and_report_wise_ft(wise, the_suite, out, **settings)
+    else:
+        run_and_report(the_suite, out, **settings)
     _print_results_json(out, as_json)
+
+
+def _wise_ft_request(alphas: Optional[str], model_a: Optional[str], clip: Optional[str], arch: str):
+    """--wise-ft's α values and its model A (--wise-ft-from, else --clip), checked before any work."""
+    from vifi.errors import VifiError
+
+    if alphas is None:
+        if model_a is not None:
+            raise VifiError("--wise-ft-from names model A of --wise-ft; give --wise-ft ALPHA[,ALPHA…] too")
+        return None
+    from vifi.model.merge import parse_alphas
+    from vifi.wise_ft import WiseFt
+
+    values = parse_alphas(alphas, "--wise-ft")
+    if not (model_a or clip):
+        raise VifiError("--wise-ft needs model A, the α = 0 end: --clip WEIGHTS (the zero-shot CLIP the model was "
+                        "fine-tuned from, e.g. --clip openai) or --wise-ft-from MODEL")
+    return WiseFt(values, model_a or clip, "any" if model_a else "clip", clip=clip, arch=arch)
 
 
 def _print_results_json(out: Path, as_json: bool) -> None:

@@ -33,6 +33,7 @@ class CheckpointFacts:
     base_path: str | None = None  # prompt artifacts: the checkpoint the prompts were learned on ...
     base_sha256: str | None = None  # ... and its hash (loading onto another base is refused)
     source: str | None = None  # exports: the paper release this file was converted from
+    merged_from: dict[str, Any] | None = None  # `vifi merge`: alpha, a, a_sha256, b, b_sha256 (vifi.model.merge)
     path: str | None = None  # the file these facts were read from (never stored); None = plain CLIP weights
 
     def __post_init__(self):
@@ -66,7 +67,7 @@ def plain_clip(arch: dict[str, Any]) -> CheckpointFacts:
 # ---- metadata: one writer, one reader ------------------------------------------------------------------------
 # safetensors metadata is str -> str. Strings are stored as they are, everything else as JSON; the template is
 # always JSON so that bare class names (null) can never be confused with a template.
-_JSON = {"arch", "frames", "input_size", "template", "class_names"}
+_JSON = {"arch", "frames", "input_size", "template", "class_names", "merged_from"}
 _NOT_STORED = {"path"}
 
 

@@ -29,23 +29,26 @@ def run_and_report(suite: Suite, out: Path, **kwargs) -> tuple[pd.DataFrame, pd.
     write_report(out, suite.protocol, runs, summary, kwargs.get("views", (1, 1)))
     print_table(runs[[c for c in runs.columns if c != "checkpoint" and "top5" not in c]],
                 f"{suite.protocol}: per split/seed")
-    print_table(_shown(summary), f"{suite.protocol}: aggregated")
+    print_table(shown(summary), f"{suite.protocol}: aggregated")
     console.note(NOTES[suite.protocol])
     return runs, summary
 
 
-def _shown(summary: pd.DataFrame) -> pd.DataFrame:
+def shown(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[[c for c in summary.columns if not c.endswith("_mean")]]
 
 
-def write_report(out: Path, protocol: str, runs: pd.DataFrame, summary: pd.DataFrame, views) -> None:
+def write_report(out: Path, protocol: str, runs: pd.DataFrame, summary: pd.DataFrame, views, *,
+                 extra: dict | None = None, heading: str | None = None) -> None:
+    """`extra`: more top-level keys of results.json; `heading`: a line under the title of results.md."""
     write_text_atomic(out / "runs.csv", runs.to_csv(index=False))
     run = RunFolder(out)
     write_text_atomic(run.results_csv, summary.to_csv(index=False))
-    md = (f"# {protocol} protocol\n\nViews {views[0]}x{views[1]}; the last epoch of every fine-tune is reported.\n\n"
-          f"## Aggregated\n\n{NOTES[protocol]}.\n\n" + frame_to_markdown(_shown(summary)) +
+    md = (f"# {protocol} protocol\n\n" + (f"{heading}.\n\n" if heading else "") +
+          f"Views {views[0]}x{views[1]}; the last epoch of every fine-tune is reported.\n\n"
+          f"## Aggregated\n\n{NOTES[protocol]}.\n\n" + frame_to_markdown(shown(summary)) +
           "\n## Per split / seed\n\n" + frame_to_markdown(runs))
     write_text_atomic(run.results_md, md)
     write_json_atomic(run.results_json, {
-        "protocol": protocol, "views": f"{views[0]}x{views[1]}", "reported": "last epoch",
+        "protocol": protocol, "views": f"{views[0]}x{views[1]}", "reported": "last epoch", **(extra or {}),
         "summary": json.loads(summary.to_json(orient="records")), "runs": json.loads(runs.to_json(orient="records"))})

@@ -138,22 +138,41 @@ def run_protocol(suite: Suite, out: Path, *, train: bool = False, overrides: lis
     records = []
     for unit in units:
         unit_dir = out / unit.dataset / unit.key
-        checkpoint = unit.checkpoint
-        train_result = None
-        if unit.train:
-            checkpoint, train_result = _train(unit, unit_dir / "train", overrides or [], device, show_progress)
-        row = {"dataset": unit.dataset, **({"split": unit.key} if not unit.info else unit.info)}
-        for task in unit.evals:
-            res = _evaluate(task, unit, checkpoint, unit_dir / task.role, train_result, views, batch, num_workers,
-                            device, show_progress)
-            prefix = "" if task.role == "test" else f"{task.role}_"
-            row.update({f"{prefix}top1": round(res["top1"], 2), f"{prefix}top5": round(res["top5"], 2),
-                        f"{prefix}videos": res["n_videos"]})
-        row["checkpoint"] = str(checkpoint)
-        records.append(row)
-        console.note(f"{unit.dataset} {unit.key}: " + ", ".join(f"{k} {v}" for k, v in row.items() if "top1" in k))
+        checkpoint, train_result = unit_model(unit, unit_dir, overrides, device, show_progress)
+        results = {task.role: _evaluate(task, unit, checkpoint, unit_dir / task.role, train_result, views, batch,
+                                        num_workers, device, show_progress) for task in unit.evals}
+        records.append(unit_row(unit, checkpoint, results))
     runs = pd.DataFrame(records)
     return runs, summarise(suite.protocol, runs)
+
+
+def unit_model(unit: Unit, unit_dir: Path, overrides: list[str] | None, device, show_progress: bool):
+    """(the unit's checkpoint, its fine-tune's final evaluation or None): given, or trained in `unit_dir`/train."""
+    if unit.train:
+        return _train(unit, unit_dir / "train", overrides or [], device, show_progress)
+    return unit.checkpoint, None
+
+
+def unit_row(unit: Unit, checkpoint: str, results: dict[str, dict], extra: dict | None = None) -> dict:
+    """The unit's row of runs.csv from the results of its evaluations (by role); said on stderr too."""
+    row = {**(extra or {}), "dataset": unit.dataset, **({"split": unit.key} if not unit.info else unit.info)}
+    for task in unit.evals:
+        res = results[task.role]
+        prefix = "" if task.role == "test" else f"{task.role}_"
+        row.update({f"{prefix}top1": round(res["top1"], 2), f"{prefix}top5": round(res["top5"], 2),
+                    f"{prefix}videos": res["n_videos"]})
+    row["checkpoint"] = str(checkpoint)
+    said = ", ".join(f"{k} {v}" for k, v in row.items() if "top1" in k)
+    console.note(f"{unit.dataset} {unit.key}" + "".join(f" {k} {v}" for k, v in (extra or {}).items()) + f": {said}")
+    return row
+
+
+def finished_result(out: Path) -> dict | None:
+    """The results.json of an evaluation folder that finished (what a rerun reads back instead of recomputing)."""
+    import json
+
+    run = RunFolder(out)
+    return json.loads(run.results_json.read_text()) if run.finished else None
 
 
 def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progress):
@@ -183,14 +202,13 @@ def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progres
 
 def _evaluate(task: EvalTask, unit: Unit, checkpoint: str, out: Path, train_result, views, batch, num_workers,
               device, show_progress) -> dict:
-    import json
-
     from vifi.runs import run_eval
 
     if train_result is not None and train_result.get("data") == task.data and \
             train_result.get("views") == f"{views[0]}x{views[1]}":
         return train_result  # the fine-tune's last-epoch evaluation is this very evaluation
-    if RunFolder(out).finished:
-        return json.loads(RunFolder(out).results_json.read_text())
+    done = finished_result(out)
+    if done is not None:
+        return done
     return run_eval(checkpoint, task.data, task.labels, unit.root, out, clips=views[0], crops=views[1], batch=batch,
                     num_workers=num_workers, device=device, show_progress=show_progress)
