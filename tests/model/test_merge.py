@@ -126,3 +126,23 @@ def test_load_side_tells_checkpoints_from_clip_weights_and_refuses_prompt_artifa
     save_weights(tmp_path / "prompts.safetensors", model, {"frames": 4})
     with pytest.raises(VifiError, match="B .*prompts.safetensors holds deep prompts.*their base"):
         load_side(str(tmp_path / "prompts.safetensors"), "B")
+
+
+def test_a_paper_release_and_the_clip_it_came_from_are_told_apart_and_merged(tmp_path, inputs):
+    """The usual WiSE-FT pair with a paper release: B = the .pth (+ --clip for its token table), A = that CLIP."""
+    from tests.model.test_paper_import import OAI_TINY, save_paper_checkpoint
+    from vifi.model.checkpoint import build_from_checkpoint
+
+    videos, tokens = inputs
+    zero_shot, fine_tuned = _tiny(0, OAI_TINY), _tiny(1, OAI_TINY)
+    fine_tuned.clip.token_embedding.load_state_dict(zero_shot.clip.token_embedding.state_dict())  # never trained
+    torch.save(zero_shot.clip.state_dict(), tmp_path / "clip.pt")
+    save_paper_checkpoint(tmp_path / "release.pth", fine_tuned)
+    a = load_side(str(tmp_path / "clip.pt"), "A", clip=str(tmp_path / "clip.pt"))
+    b = load_side(str(tmp_path / "release.pth"), "B", clip=str(tmp_path / "clip.pt"))
+    assert not a.facts.is_checkpoint and b.facts.is_checkpoint and b.source.endswith("release.pth")
+    release, _ = build_from_checkpoint(tmp_path / "release.pth", clip=str(tmp_path / "clip.pt"))
+    ensemble = WeightEnsemble(a, b)
+    with torch.no_grad():
+        assert torch.equal(ensemble.set_alpha(1.0)(videos, tokens), release.eval()(videos, tokens))
+        assert torch.equal(ensemble.set_alpha(0.0)(videos, tokens), zero_shot(videos, tokens))
