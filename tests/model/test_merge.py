@@ -82,8 +82,8 @@ def test_different_architectures_are_refused_naming_the_first_mismatch():
 def test_alphas_parse_in_order_and_bad_values_are_refused():
     assert parse_alphas("0, 0.25,1") == [0.0, 0.25, 1.0]
     assert [alpha_label(a) for a in (0.0, 0.25, 1.0, 1e-05)] == ["0", "0.25", "1", "1e-05"]
-    for text, message in (("half", "'half' is not a number"), ("1.5", r"must lie in \[0, 1\]"),
-                          ("-0.1", r"must lie in \[0, 1\]"), ("nan", r"must lie in \[0, 1\]"),
+    for text, message in (("half", "'half' is not a number"), ("1.5", r"^--wise-ft '1.5': α 1.5 is outside \[0, 1\]"),
+                          ("-0.1", r"α -0.1 is outside"), ("nan", r"α nan is outside"),
                           ("0.5,0.50", "given twice"), ("0,,1", "'' is not a number")):
         with pytest.raises(VifiError, match=message):
             parse_alphas(text)

@@ -157,10 +157,12 @@ def _wise_ft_request(alphas: Optional[str], model_a: Optional[str], clip: Option
         if model_a is not None:
             raise VifiError("--wise-ft-from names model A of --wise-ft; give --wise-ft ALPHA[,ALPHA…] too")
         return None
-    from vifi.model.merge import parse_alphas
+    from vifi.model.merge import check_side_exists, parse_alphas
     from vifi.wise_ft import WiseFt
 
     values = parse_alphas(alphas, "--wise-ft")
+    if model_a is not None:
+        check_side_exists(model_a, "--wise-ft-from")
     if not (model_a or clip):
         raise VifiError("--wise-ft needs model A, the α = 0 end: --clip WEIGHTS (the zero-shot CLIP the model was "
                         "fine-tuned from, e.g. --clip openai) or --wise-ft-from MODEL")

@@ -27,8 +27,10 @@ def merge(
     from vifi.errors import VifiError
     from vifi.fileio import check_output_path
     from vifi.model.checkpoint import save_weights
-    from vifi.model.merge import WeightEnsemble, load_side, merged_facts, parse_alphas
+    from vifi.model.merge import WeightEnsemble, check_side_exists, load_side, merged_facts, parse_alphas
 
+    check_side_exists(a, "model A")
+    check_side_exists(b, "model B")
     given = parse_alphas(alpha, "--alpha")
     if len(given) != 1:
         raise VifiError(f"--alpha {alpha!r}: give one α (several are evaluated with `vifi eval --wise-ft`)")

@@ -21,11 +21,11 @@ SideKind = Literal["checkpoint", "clip", "any"]
 
 
 # ---- α ---------------------------------------------------------------------------------------------------------
-def check_alpha(alpha: float, flag: str) -> float:
+def check_alpha(alpha: float, where: str) -> float:
     """α in [0, 1]: the interpolation WiSE-FT evaluates; outside it the weights leave the segment between the two
-    trained models (extrapolation), which vifi does not offer (docs/design.md)."""
+    trained models (extrapolation), which vifi does not offer (docs/design.md). `where`: the flag and its value."""
     if not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
-        raise VifiError(f"{flag} {alpha}: α must lie in [0, 1] (0 = model A, 1 = model B)")
+        raise VifiError(f"{where}: α {alpha:g} is outside [0, 1] (0 = model A, 1 = model B)")
     return float(alpha)
 
 
@@ -39,7 +39,7 @@ def parse_alphas(text: str, flag: str = "--wise-ft") -> list[float]:
         except ValueError:
             raise VifiError(f"{flag} {text!r}: {item!r} is not a number; give α values in [0, 1] separated by "
                             "commas, e.g. 0,0.5,1") from None
-        alpha = check_alpha(alpha, flag)
+        alpha = check_alpha(alpha, f"{flag} {text!r}")
         if alpha in alphas:
             raise VifiError(f"{flag} {text!r}: α {alpha:g} is given twice")
         alphas.append(alpha)
@@ -72,14 +72,15 @@ def load_side(spec: str, role: str, *, kind: SideKind = "any", clip: str | None 
 
     path = Path(spec)
     if kind == "checkpoint" or (kind == "any" and _is_checkpoint(path)):
-        from vifi.model.checkpoint import build_from_checkpoint, resolve_checkpoint
+        from vifi.model.checkpoint import build_from_checkpoint, is_safetensors, read_facts, resolve_checkpoint
 
         resolved = resolve_checkpoint(path)
-        model, facts = build_from_checkpoint(resolved, clip=clip)
-        if facts.train_mode == "prompt" or model.prompts is not None:
+        prompts = is_safetensors(resolved) and read_facts(resolved).train_mode == "prompt"  # before loading its base
+        model, facts = (None, None) if prompts else build_from_checkpoint(resolved, clip=clip)
+        if prompts or model.prompts is not None:
             raise VifiError(f"{role} {spec} holds deep prompts, which are not CLIP weights and have no counterpart "
                             "to interpolate with; ensemble the fine-tuned model they were learned on (their base, "
-                            "the bridge) instead")
+                            "the bridge; `vifi export` writes a paper release's base as its own file) instead")
         return Side(model, facts, str(resolved.resolve()), sha256_file(resolved))
     from vifi.model.backbone import load_clip
     from vifi.model.facts import plain_clip
@@ -89,6 +90,17 @@ def load_side(spec: str, role: str, *, kind: SideKind = "any", clip: str | None 
     local = path.is_file()
     return Side(ViFiCLIP(module, arch_cfg, "frozen"), plain_clip(arch_cfg),
                 str(path.resolve()) if local else spec, sha256_file(path) if local else None)
+
+
+def check_side_exists(spec: str, role: str) -> None:
+    """Before any work: a model named by a path must be there (anything else is an open_clip tag or hf-hub name,
+    which loading checks)."""
+    from vifi.model.backbone import HF_HUB
+
+    looks_like_path = "/" in spec or "\\" in spec or Path(spec).suffix in (".pt", ".pth", ".bin", ".safetensors")
+    if looks_like_path and not spec.startswith(HF_HUB) and not Path(spec).exists():
+        raise VifiError(f"{role} {spec}: not found; give a vifi checkpoint, run folder, paper .pth or CLIP weights "
+                        "file, an open_clip tag (e.g. openai) or hf-hub:ORG/NAME")
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -154,17 +166,10 @@ def _arch_difference(a: dict, b: dict) -> str | None:
 
 # ---- the interpolation -----------------------------------------------------------------------------------------
 def interpolate(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
-    """(1 − α)·a + α·b in float32. Not torch.lerp (a + α·(b − a)): that form does not give b bit-exactly at α = 1,
-    while this one gives a exactly at α = 0 and b exactly at α = 1 (multiplying by 1 and adding 0 are exact)."""
-    if not a.is_floating_point():  # integer buffers are counters or indices, not weights: they must agree
-        if not torch.equal(a, b):
-            raise VifiError("the two models' integer buffers differ; they cannot be interpolated")
-        return b
+    """(1 − α)·a + α·b in float32: a exactly at α = 0 and b at α = 1 (×1 and +0 are exact), and at α = 0.5 the
+    exact mean rounded once (×0.5 is exact). Not a + α·(b − a), which misses b in the last bit at α = 1, nor
+    torch.lerp, which switches to b − (1 − α)·(b − a) from α = 0.5 on and so is not the rounded mean there."""
     return (1.0 - alpha) * a.float() + alpha * b.float()
-
-
-def interpolate_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict:
-    return {key: interpolate(a[key], b[key], alpha) for key in b}
 
 
 class WeightEnsemble:
