@@ -60,6 +60,15 @@ def test_alpha_half_is_the_elementwise_mean_of_the_weights():
         assert ((merged[key].double() - mean64).abs() <= ulp / 2).all(), key
 
 
+def test_the_same_model_twice_gives_it_back_at_every_alpha():
+    own = _tiny(0).clip.state_dict()
+    ensemble = WeightEnsemble(_side(0), _side(0))
+    for alpha in (0.0, 0.3, 0.5, 1.0):
+        merged = ensemble.set_alpha(alpha).clip.state_dict()
+        assert all(torch.allclose(merged[k], own[k], rtol=1e-6, atol=0) for k in own), alpha
+    assert all(torch.equal(ensemble.set_alpha(0.5).clip.state_dict()[k], own[k]) for k in own)  # 0.5a + 0.5a = a
+
+
 def test_interpolate_at_a_quarter_by_hand():
     a, b = torch.tensor([0.0, 4.0, -8.0]), torch.tensor([8.0, 0.0, 8.0])
     assert interpolate(a, b, 0.25).tolist() == [2.0, 3.0, -4.0]
