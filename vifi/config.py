@@ -86,7 +86,7 @@ class TrainConfig(_Section):
     mix_group: int = Field(4, ge=1)  # mixup/cutmix partners are drawn inside groups of this many clips (the reference's per-GPU batch)
     lr_clock_gpus: Optional[Annotated[int, Field(ge=1)]] = None  # the LR schedule counts iterations of this many GPUs ... (docs/design.md)
     lr_clock_gpu_batch: Optional[Annotated[int, Field(ge=1)]] = None  # ... of this many clips each; None: one iteration per optimizer step
-    lr: float = Field(8e-6, gt=0, allow_inf_nan=False)
+    lr: float = Field(8e-6, ge=0, allow_inf_nan=False)  # 0: weights stay as loaded (an untrained baseline run)
     warmup_epochs: float = Field(5, ge=0, allow_inf_nan=False)
     min_lr_ratio: float = Field(0.01, ge=0, le=1)
     weight_decay: float = Field(0.001, ge=0, allow_inf_nan=False)

@@ -39,6 +39,7 @@ def test_values_inside_the_bounds_are_accepted():
     cfg = load_config("demo", ["train.lr=1e-5", "train.warmup_epochs=0", "train.mixup=0", "eval.crops=3",
                                "data.num_workers=0", "train.keep_last=1", "train.eval_every=1"])
     assert (cfg.train.lr, cfg.eval.crops, cfg.data.num_workers) == (1e-5, 3, 0)
+    assert load_config("demo", ["train.lr=0"]).train.lr == 0  # the README's untrained baseline run
 
 
 @pytest.mark.parametrize("item", ["train.lr=nan", "eval.crops=2", "train.eval_every=0"])
