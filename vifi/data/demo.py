@@ -54,6 +54,15 @@ def _shape_mask(shape: str, cx: float, cy: float, radius: float, angle: float) -
 
 def render_video(label: int, rng: np.random.Generator) -> np.ndarray:
     """uint8 [FRAMES, HEIGHT, WIDTH, 3] for one video of class `label`."""
+    return render_video_and_masks(label, rng)[0]
+
+
+def render_video_and_masks(label: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(frames uint8 [FRAMES, HEIGHT, WIDTH, 3], the shape's masks bool [FRAMES, HEIGHT, WIDTH]) of one video.
+
+    The masks are the very ones the frames were drawn with, so tests of attention maps know where the shape is;
+    they draw nothing from `rng`, so videos are the same whether or not anyone asks for them.
+    """
     colour, shape, motion = CLASSES[label]
     rgb = np.array(COLOURS[colour], dtype=np.float32) + rng.normal(0, 12, 3)
     background = rng.uniform(90, 170) + rng.normal(0, 6, 3)
@@ -62,6 +71,7 @@ def render_video(label: int, rng: np.random.Generator) -> np.ndarray:
     angle0, spin = rng.uniform(0, 2 * np.pi), rng.choice([-1, 1]) * rng.uniform(0.25, 0.45)
     direction = rng.choice([-1, 1])
     frames = np.empty((FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    masks = np.empty((FRAMES, HEIGHT, WIDTH), dtype=bool)
     for t in range(FRAMES):
         x, y, r, angle = cx, cy, radius, angle0
         if motion == "sliding across":
@@ -71,9 +81,10 @@ def render_video(label: int, rng: np.random.Generator) -> np.ndarray:
         elif motion == "spinning":
             angle = angle0 + spin * t
         img = np.broadcast_to(background, (HEIGHT, WIDTH, 3)) + rng.normal(0, 4, (HEIGHT, WIDTH, 3))
-        img = np.where(_shape_mask(shape, x, y, r, angle)[..., None], rgb, img)
+        masks[t] = _shape_mask(shape, x, y, r, angle)
+        img = np.where(masks[t][..., None], rgb, img)
         frames[t] = np.clip(img, 0, 255).astype(np.uint8)
-    return frames
+    return frames, masks
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
@@ -95,6 +106,18 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
             container.mux(stream.encode())
 
 
+def demo_videos(train_per_class: int, test_per_class: int, seed: int):
+    """(split, relative path, label, frames, masks) of every demo video, in the order `generate_demo` writes them
+    (one generator drawn from in this order, so a video's pixels depend on the ones before it)."""
+    rng = np.random.default_rng(seed)
+    for label in range(len(CLASSES)):
+        folder = "_".join(CLASSES[label]).replace(" ", "_")
+        for split, count in (("train", train_per_class), ("test", test_per_class)):
+            for i in range(count):
+                frames, masks = render_video_and_masks(label, rng)
+                yield split, f"{folder}/{split}_{i:03d}.mp4", label, frames, masks
+
+
 def generate_demo(out: str | Path, train_per_class: int = 40, test_per_class: int = 10, seed: int = 0) -> dict[str, Path]:
     """Write videos/, train.txt, test.txt and labels.csv under `out` (skips if already complete)."""
     out = Path(out)
@@ -102,15 +125,10 @@ def generate_demo(out: str | Path, train_per_class: int = 40, test_per_class: in
              "labels": out / "labels.csv"}
     if all(p.exists() for p in files.values()):
         return files
-    rng = np.random.default_rng(seed)
     splits: dict[str, list[Entry]] = {"train": [], "test": []}
-    for label in range(len(CLASSES)):
-        folder = "_".join(CLASSES[label]).replace(" ", "_")
-        for split, count in (("train", train_per_class), ("test", test_per_class)):
-            for i in range(count):
-                rel = f"{folder}/{split}_{i:03d}.mp4"
-                write_mp4(files["root"] / rel, render_video(label, rng))
-                splits[split].append(Entry(rel, label))
+    for split, rel, label, frames, _ in demo_videos(train_per_class, test_per_class, seed):
+        write_mp4(files["root"] / rel, frames)
+        splits[split].append(Entry(rel, label))
     write_label_csv(files["labels"], class_names())
     write_annotation_list(files["val_list"], splits["test"])
     write_annotation_list(files["train_list"], splits["train"])  # written last: its presence marks completion
