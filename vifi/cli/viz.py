@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
+import numpy as np
 import typer
 
 from vifi import console
+
+AttentionMethod = Literal["last", "rollout", "relevance"]
 
 viz_app = typer.Typer(help="Pictures: t-SNE of video embeddings, attention maps over frames, training curves, "
                            "confusion matrices. Needs the viz extra: pip install 'vifi[viz]'.",
@@ -67,27 +71,67 @@ def tsne(
     console.result(json.dumps({"png": str(png), "scores": scores}))
 
 
-@viz_app.command("attention", help="Class-token attention to patches over sampled frames, a row per checkpoint."
-                                     "\n\nExample: vifi viz attention clip.mp4 --checkpoint runs/demo --out viz")
+ATTENTION_TITLES = {
+    "last": "class-token attention to patches, last block (heads averaged)",
+    "rollout": "attention rollout over all blocks (Abnar & Zuidema 2020)",
+    "relevance": "relevance for the class below the name (Chefer et al. 2021)",
+}
+
+
+@viz_app.command("attention", help="Where the image tower looks in each sampled frame, a row per checkpoint: the "
+                                     "last block's class-token attention (last), attention rollout over all "
+                                     "blocks (rollout), or gradient-weighted relevance for a class (relevance). "
+                                     "Writes a PNG and the maps as .npy [checkpoints, frames, grid, grid]."
+                                     "\n\nExample: vifi viz attention clip.mp4 --checkpoint runs/demo --method "
+                                     "relevance --out viz")
 def attention(
     video: Path = typer.Argument(..., help="a video file"),
     checkpoint: List[str] = typer.Option(..., "--checkpoint", help="one row per checkpoint (repeatable)"),
-    out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG"),
+    out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG and the maps (.npy)"),
     frames: Optional[int] = typer.Option(8, "--frames", help="frames (columns)"),
+    method: AttentionMethod = typer.Option("last", "--method", help="last | rollout | relevance (docs/design.md)"),
+    label: Optional[str] = typer.Option(None, "--label", help="relevance: the class to explain (default: each "
+                                                              "model's predicted class)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="relevance: label CSV of the classes to score "
+                                                                "(default: the checkpoint's own)"),
+    classes: Optional[str] = typer.Option(None, "--classes", help='relevance: the classes to score, "a,b,c"'),
     device: Optional[str] = typer.Option(None, "--device"),
     clip: Optional[str] = typer.Option(None, "--clip"),
 ) -> None:
     _need_viz_extra()
     from vifi.errors import VifiError
-    from vifi.viz.attention import attention_rows, plot_attention
+    from vifi.fileio import atomic_path
+    from vifi.viz.attention import attention_rows, plot_attention, split_classes
 
     if not video.is_file():
         raise VifiError(f"video not found: {video}")
-    rows = attention_rows(checkpoint, video, frames=frames, device=device, clip=clip)
-    rows = [(name, f, a) for name, (_, f, a) in zip(_names(checkpoint), rows)]
-    png = out / f"attention_{video.stem}.png"
-    plot_attention(rows, png, f"{video.name}: class-token attention to patches, last block (heads averaged)")
-    console.note(f"wrote {png}")
+    class_flags = [flag for flag, value in (("--label", label), ("--labels", labels), ("--classes", classes))
+                   if value is not None]
+    if method != "relevance" and class_flags:
+        raise VifiError(f"{class_flags[0]} chooses the class a relevance map explains; add --method relevance "
+                        f"(--method {method} does not depend on a class)")
+    if labels is not None and classes is not None:
+        raise VifiError("give the classes with one of --labels CSV or --classes \"a,b\", not both")
+    given = None
+    if labels is not None:
+        from vifi.data.annotations import read_label_csv
+
+        given = read_label_csv(labels)
+    elif classes is not None:
+        given = split_classes(classes)
+    rows = attention_rows(checkpoint, video, frames=frames, method=method, label=label, classes=given,
+                          device=device, clip=clip)
+    rows = [replace(row, name=name) for name, row in zip(_names(checkpoint), rows)]
+    # `last` keeps the file name it always had; the other methods say theirs.
+    stem = f"attention_{video.stem}" if method == "last" else f"attention_{video.stem}_{method}"
+    png, maps = out / f"{stem}.png", out / f"{stem}.npy"
+    plot_attention(rows, png, f"{video.name}: {ATTENTION_TITLES[method]}")
+    with atomic_path(maps) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.stack([row.maps for row in rows]))
+    console.note(f"wrote {png} and {maps}")
+    console.result(json.dumps({"png": str(png), "maps": str(maps), "method": method,
+                               "explained": {row.name: row.explained for row in rows} if method == "relevance"
+                               else None}))
 
 
 @viz_app.command("curves", help="Loss, accuracy and learning rate of run folders."
