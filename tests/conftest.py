@@ -50,8 +50,11 @@ def ramp_frames(n: int = 20, h: int = 48, w: int = 64) -> np.ndarray:
     return np.stack([np.full((h, w, 3), 10 * i, dtype=np.uint8) for i in range(n)])
 
 
+DEMO_SIZES = {"train_per_class": 4, "test_per_class": 2, "seed": 0}  # tests that re-render a video use them too
+
+
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory):
     from vifi.data.demo import generate_demo
 
-    return generate_demo(tmp_path_factory.mktemp("demo"), train_per_class=4, test_per_class=2)
+    return generate_demo(tmp_path_factory.mktemp("demo"), **DEMO_SIZES)
