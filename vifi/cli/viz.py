@@ -128,6 +128,10 @@ def attention(
     plot_attention(rows, png, f"{video.name}: {ATTENTION_TITLES[method]}")
     with atomic_path(maps) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.stack([row.maps for row in rows]))
+    for row in rows:
+        if row.explained is not None and not row.maps.any():
+            console.warn(f"{row.name}: the relevance map for {row.explained!r} is zero on every patch (no "
+                         "attention to a patch raised that class's score); try --label with another class")
     console.note(f"wrote {png} and {maps}")
     console.result(json.dumps({"png": str(png), "maps": str(maps), "method": method,
                                "explained": {row.name: row.explained for row in rows} if method == "relevance"
