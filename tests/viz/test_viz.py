@@ -203,6 +203,8 @@ def test_attention_cli_refuses_bad_method_and_class_flags(demo_data, trained, un
     assert "'a cat' is not one of the classes" in line and "a red circle sliding across" in line
     assert "not both" in _error_line("viz", "attention", *common, "--checkpoint", trained, "--method", "relevance",
                                      "--labels", demo_data["labels"], "--classes", "a,b")
+    assert "--frames 0" in _error_line("viz", "attention", video, "--frames", "0", "--out", tmp_path, "--checkpoint",
+                                       trained)
     assert "more than once" in _error_line("viz", "attention", *common, "--checkpoint", trained, "--method",
                                            "relevance", "--classes", "a,b,a")
     assert list(tmp_path.iterdir()) == []  # refused before anything was written

@@ -99,26 +99,15 @@ def attention(
     clip: Optional[str] = typer.Option(None, "--clip"),
 ) -> None:
     _need_viz_extra()
+    from vifi.config import check_cli_values
     from vifi.errors import VifiError
     from vifi.fileio import atomic_path
-    from vifi.viz.attention import attention_rows, plot_attention, split_classes
+    from vifi.viz.attention import attention_rows, given_classes, plot_attention
 
     if not video.is_file():
         raise VifiError(f"video not found: {video}")
-    class_flags = [flag for flag, value in (("--label", label), ("--labels", labels), ("--classes", classes))
-                   if value is not None]
-    if method != "relevance" and class_flags:
-        raise VifiError(f"{class_flags[0]} chooses the class a relevance map explains; add --method relevance "
-                        f"(--method {method} does not depend on a class)")
-    if labels is not None and classes is not None:
-        raise VifiError("give the classes with one of --labels CSV or --classes \"a,b\", not both")
-    given = None
-    if labels is not None:
-        from vifi.data.annotations import read_label_csv
-
-        given = read_label_csv(labels)
-    elif classes is not None:
-        given = split_classes(classes)
+    check_cli_values(frames=frames, device=device)
+    given = given_classes(method, label, labels, classes)
     rows = attention_rows(checkpoint, video, frames=frames, method=method, label=label, classes=given,
                           device=device, clip=clip)
     rows = [replace(row, name=name) for name, row in zip(_names(checkpoint), rows)]

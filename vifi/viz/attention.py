@@ -14,7 +14,8 @@ import torch
 
 from vifi.viz.attention_maps import cls_attention, relevance, rollout
 
-__all__ = ["AttentionRow", "attention_rows", "class_set", "cls_attention", "plot_attention", "video_maps"]
+__all__ = ["AttentionRow", "attention_rows", "class_set", "cls_attention", "given_classes", "plot_attention",
+           "video_maps"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,25 @@ def split_classes(text: str) -> list[str]:
     if dupes:
         raise VifiError(f"--classes names {dupes[0]!r} more than once; give each class once")
     return names
+
+
+def given_classes(method: str, label: str | None, labels_csv: str | None, classes: str | None) -> list[str] | None:
+    """The class set the flags give (--labels CSV or --classes "a,b"), or None; refuses class flags that a method
+    other than relevance would ignore, and both sources at once."""
+    from vifi.errors import VifiError
+
+    flags = [flag for flag, value in (("--label", label), ("--labels", labels_csv), ("--classes", classes))
+             if value is not None]
+    if method != "relevance" and flags:
+        raise VifiError(f"{flags[0]} chooses the class a relevance map explains; add --method relevance "
+                        f"(--method {method} does not depend on a class)")
+    if labels_csv is not None and classes is not None:
+        raise VifiError('give the classes with one of --labels CSV or --classes "a,b", not both')
+    if labels_csv is not None:
+        from vifi.data.annotations import read_label_csv
+
+        return read_label_csv(labels_csv)
+    return split_classes(classes) if classes is not None else None
 
 
 def class_set(recorded: tuple[str, ...] | list[str], checkpoint: str, given: list[str] | None,

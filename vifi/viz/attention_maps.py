@@ -15,14 +15,11 @@ the running matrix are reset to identity rows: the new tokens are fresh inputs t
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 
 from vifi.viz.attention_capture import captured_attention
-
-Method = Literal["last", "rollout", "relevance"]
-METHODS: tuple[str, ...] = ("last", "rollout", "relevance")
 
 
 def _grid(visual) -> int:
