@@ -177,6 +177,8 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
                                 "both kinds would not compare: pass --overwrite to rebuild it, or choose another --out")
         frames, views, clip = old["frames"], _parse_views_text(old["views"]), clip or old.get("clip")
     else:
+        if checkpoint is None and folder.exists:  # --overwrite: rebuilt with the model now at the recorded place
+            checkpoint, clip = folder.read_info()["checkpoint"], clip or folder.read_info().get("clip")
         if checkpoint is None:
             raise VifiError(f"--out {folder.path} is not an index yet: give --checkpoint to build one")
         weights = resolve_checkpoint(checkpoint).resolve()
