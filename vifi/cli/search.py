@@ -62,9 +62,11 @@ def search_command(
                                       help="--template (default) puts the query into the checkpoint's class "
                                            "template (e.g. 'a photo of a {}.'), as its class names were trained; "
                                            "--raw encodes it as typed (docs/search.md)"),
+    cosine: bool = typer.Option(False, "--cosine", help="rank by the plain cosine, without correcting each video's "
+                                                        "closeness to every text (docs/search.md)"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="where the index's checkpoint is now, if "
                                                                        "it moved (its sha256 must match)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write rank,score,path,query rows (.csv) or .json; "
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write rank,score,path,query,cosine rows (.csv) or .json; "
                                                                  "- writes the CSV to stdout"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
@@ -86,7 +88,8 @@ def search_command(
         raise VifiError("--json and --out - both print on stdout; give one of them")
     if out is not None:
         check_output_path(out, folder=False)
-    table = search(index, texts, top_k=top_k, use_template=use_template, checkpoint=checkpoint, device=device)
+    table = search(index, texts, top_k=top_k, use_template=use_template, cosine=cosine, checkpoint=checkpoint,
+                   device=device)
     # stdout carries one thing: the JSON, the CSV (--out -) or else the table; the table then moves to stderr.
     console.reserve_stdout(as_json or to_stdout)
     print_results(table)

@@ -1,7 +1,12 @@
-"""`vifi search`: rank the indexed videos by cosine similarity with a text, encoded by the index's own checkpoint.
+"""`vifi search`: rank the indexed videos by similarity with a text, encoded by the index's own checkpoint.
 
-The index's embeddings are L2-normalised, so the cosine is one matrix product with the normalised text. Videos
-whose file is gone since indexing are passed over (counted in one notice), so every path printed exists.
+The index's embeddings are L2-normalised, so the cosine is one matrix product with the normalised text. By default
+the ranking score corrects each video's cosine for how close that video is to every text (its "hubness"): with the
+checkpoint's logit scale s and its class names as a bank of texts, score = s·cos(v, q) − logsumexp_b s·cos(v, b),
+the query's log-probability against the bank as the model was trained to give it. A model fine-tuned to classify
+(video → text) does not order one text's similarity across videos well; on the demo this correction lifts the
+class texts' precision from 66 % to 99 % (docs/search.md). `--cosine` ranks by the plain cosine.
+Videos whose file is gone since indexing are passed over (counted in one notice), so every path printed exists.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import torch.nn.functional as F
 from vifi.errors import VifiError
 from vifi.search.index_folder import IndexFolder
 
-COLUMNS = ["rank", "score", "path", "query"]  # path third: `--out - | cut -d, -f3` gives the paths
+COLUMNS = ["rank", "score", "path", "query", "cosine"]  # path third: `--out - | cut -d, -f3` gives the paths
 
 
 @torch.no_grad()
@@ -35,9 +40,18 @@ def open_index(index: Path) -> tuple[IndexFolder, dict]:
     return folder, folder.read_info()
 
 
-def search(index: Path, queries: list[str], *, top_k: int, use_template: bool, checkpoint: str | None = None,
-           device: str | None = None) -> pd.DataFrame:
-    """Rows rank, score, path, query: the `top_k` most similar existing videos per query, best first."""
+def bank_offsets(model, bank: list[str], template: str | None, embeddings: torch.Tensor, runtime) -> torch.Tensor:
+    """[N]: logsumexp over the bank texts of s·cos(video, text), s the model's logit scale."""
+    scale = float(model.clip.logit_scale.exp())
+    return torch.logsumexp(scale * (text_embeddings(model, bank, template, runtime) @ embeddings.t()), dim=0)
+
+
+def search(index: Path, queries: list[str], *, top_k: int, use_template: bool, cosine: bool = False,
+           checkpoint: str | None = None, device: str | None = None) -> pd.DataFrame:
+    """Rows rank, score, path, query, cosine: the `top_k` best existing videos per query, best first.
+
+    score: the bank-corrected score (module docstring), or the cosine with `cosine` or when the checkpoint records
+    no class names."""
     from vifi import console
     from vifi.engine.runtime import setup_runtime
     from vifi.model.checkpoint import build_from_checkpoint
@@ -47,21 +61,28 @@ def search(index: Path, queries: list[str], *, top_k: int, use_template: bool, c
     if not entries:
         raise VifiError(f"index {index} holds no videos yet; add some with `vifi index VIDEOS --out {index}`")
     weights = folder.verified_checkpoint(info, checkpoint)
-    model, _ = build_from_checkpoint(weights, clip=info.get("clip"))
+    model, facts = build_from_checkpoint(weights, clip=info.get("clip"))
     runtime = setup_runtime(device, "auto")
     model.to(runtime.device).eval()
     template = info["template"] if use_template else None
-    text = text_embeddings(model, queries, template, runtime)
-    scores = text @ torch.from_numpy(embeddings).t()  # [Q, N] cosine similarities
+    videos = torch.from_numpy(embeddings)
+    similarity = text_embeddings(model, queries, template, runtime) @ videos.t()  # [Q, N] cosines
+    scores = similarity
+    if not cosine and not facts.class_names:
+        console.note(f"notice: {weights} records no class names to correct the scores with; ranking by cosine")
+    elif not cosine:
+        scale = float(model.clip.logit_scale.exp())
+        scores = scale * similarity - bank_offsets(model, list(facts.class_names), info["template"], videos, runtime)
     rows, gone = [], set()
-    for query, row in zip(queries, scores):
+    for query, row, cos in zip(queries, scores, similarity):
         rank = 0
         for i in torch.argsort(row, descending=True).tolist():
             if not os.path.exists(entries[i].path):
                 gone.add(entries[i].path)
                 continue
             rank += 1
-            rows.append({"rank": rank, "score": round(float(row[i]), 6), "path": entries[i].path, "query": query})
+            rows.append({"rank": rank, "score": round(float(row[i]), 6), "path": entries[i].path, "query": query,
+                         "cosine": round(float(cos[i]), 6)})
             if rank == top_k:
                 break
     if gone:
@@ -79,18 +100,27 @@ def print_results(table: pd.DataFrame) -> None:
         out = Table(title=f"{query!r}")
         out.add_column("rank", justify="right")
         out.add_column("score", justify="right")
+        out.add_column("cosine", justify="right")
         out.add_column("path", overflow="fold")
         for row in group.itertuples(index=False):
-            out.add_row(str(row.rank), f"{row.score:.4f}", row.path)
+            out.add_row(str(row.rank), f"{row.score:.4f}", f"{row.cosine:.4f}", _shown(row.path))
         console.print_rich(out, to_stdout=True)
 
 
+def _shown(path: str) -> str:
+    """The table shows paths under the working folder relative to it (the CSV and JSON keep them absolute)."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def render(table: pd.DataFrame, as_json: bool) -> str:
-    """CSV rows rank,score,path,query, or JSON: one object per query with its ranked results."""
+    """CSV rows rank,score,path,query,cosine, or JSON: one object per query with its ranked results."""
     import json
 
     if as_json:
-        grouped = [{"query": q, "results": g[["rank", "score", "path"]].to_dict(orient="records")}
+        grouped = [{"query": q, "results": g[["rank", "score", "cosine", "path"]].to_dict(orient="records")}
                    for q, g in table.groupby("query", sort=False)]
         return json.dumps(grouped, indent=2, ensure_ascii=False) + "\n"
     return table.to_csv(index=False)
