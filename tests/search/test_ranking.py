@@ -1,4 +1,4 @@
-"""On the demo data, a class's text ranks that class's videos first (a model fine-tuned for a few epochs)."""
+"""On the demo data, a class's text ranks that class's videos first (a model fine-tuned for 80 steps)."""
 
 import json
 import subprocess
@@ -21,8 +21,9 @@ def _vifi(*args):
 def trained(demo_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("search") / "trained"
     _vifi("finetune", "demo", "--data", demo_data["train_list"], "--val", demo_data["val_list"], "--labels",
-          demo_data["labels"], "--root", demo_data["root"], "--out", out, "--set", "train.epochs=6",
-          "--set", "train.global_batch=6", "--set", "train.micro_batch=6", "--set", "data.num_workers=0")
+          demo_data["labels"], "--root", demo_data["root"], "--out", out, "--set", "train.epochs=20",
+          "--set", "train.global_batch=6", "--set", "train.micro_batch=6", "--set", "data.num_workers=0",
+          "--set", "train.eval_every=20")  # 80 steps: 92 % top-1 here (6 epochs gave 42 %, too weak to rank)
     return out
 
 
@@ -43,11 +44,12 @@ def test_each_class_text_ranks_its_own_videos_first(demo_data, trained, tmp_path
     _vifi("index", root, "--checkpoint", trained, "--out", index, "--workers", "0")
     names = class_names()
     measured = {}
-    for flag in ("--template", "--raw"):
-        results = json.loads(_vifi("search", *names, "--index", index, "--top-k", "6", "--json", flag))
+    for flags in ((), ("--raw",), ("--cosine",)):
+        results = json.loads(_vifi("search", *names, "--index", index, "--top-k", "6", "--json", *flags))
         assert [r["query"] for r in results] == names
-        measured[flag] = _precision_at_class_size(results, root)
+        precision = _precision_at_class_size(results, root)
+        measured[flags] = sum(precision) / len(precision), min(precision)
     print(measured)
-    template = measured["--template"]
-    assert sum(template) / len(template) >= 0.8  # chance: 1/6
-    assert min(template) >= 0.5
+    # measured (2026-11-30): default 0.92 mean, 0.83 worst class; --raw 0.83; --cosine 0.64; chance 1/6
+    assert measured[()][0] >= 0.8 and measured[()][1] >= 0.5
+    assert measured[()][0] > measured[("--cosine",)][0]
