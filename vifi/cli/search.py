@@ -104,4 +104,4 @@ def register(app: typer.Typer) -> None:
                               "\n\nExample: vifi index clips/ --checkpoint runs/k400 --out clips.index")(index_command)
     app.command("search", help="Rank indexed videos by similarity with a text."
                                "\n\nExample: vifi search \"a person juggling\" --index clips.index --out - "
-                               "| cut -d, -f3 | head -3")(search_command)
+                               "| tail -n +2 | cut -d, -f3")(search_command)
