@@ -1,7 +1,6 @@
 """The index folder on its own (no model): commits, compaction, garbage, odd paths, what a kill leaves."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -89,4 +88,3 @@ def test_foreign_files_are_what_an_index_does_not_hold(tmp_path):
     assert folder.foreign_files() == []
     (tmp_path / "notes.txt").write_text("mine")
     assert folder.foreign_files() == ["notes.txt"]
-    os.remove(tmp_path / "notes.txt")

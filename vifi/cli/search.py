@@ -66,8 +66,8 @@ def search_command(
                                                         "closeness to every text (docs/search.md)"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="where the index's checkpoint is now, if "
                                                                        "it moved (its sha256 must match)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write rank,score,path,query,cosine rows (.csv) or .json; "
-                                                                 "- writes the CSV to stdout"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write rank,score,path,query,cosine rows (.csv) "
+                                                                 "or .json; - writes the CSV to stdout"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
     device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
 ) -> None:

@@ -170,8 +170,9 @@ class IndexFolder:
 
     def compact(self, entries: list[IndexEntry]) -> list[IndexEntry]:
         """Fold the committed entries into one part, row i = manifest line i; drop every other part."""
-        if entries and not (len({e.part for e in entries}) == 1 and [e.row for e in entries] == list(range(len(entries)))
-                            and self._part_files() == [entries[0].part]):
+        compact = (len({e.part for e in entries}) == 1 and [e.row for e in entries] == list(range(len(entries)))
+                   and self._part_files() == [entries[0].part])
+        if entries and not compact:
             embeddings = self.load_embeddings(entries)
             entries = self.commit([], [(e.path, e.size, e.mtime_ns) for e in entries], embeddings)
         self.collect_garbage(entries)
