@@ -177,40 +177,54 @@ def test_undecodable_videos_are_listed_and_retried_and_vanished_ones_left_out_or
     assert _last_run(index)["pruned"] == 1 and top[0] not in _by_path(index)
 
 
-def test_a_busy_index_is_refused_naming_the_holder(videos, checkpoint, tmp_path):
-    from vifi.run_folder import RunFolder
+def _linked_videos(demo_data, folder, n):
+    """`n` hard links to the demo videos: many files to embed, no extra disk."""
+    folder.mkdir()
+    src = sorted(demo_data["root"].rglob("*.mp4"))
+    for i in range(n):
+        os.link(src[i % len(src)], folder / f"v{i:03d}.mp4")
+    return folder
 
+
+def _wait_for_commits(proc, manifest, lines):
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.is_file() and len(manifest.read_text().splitlines()) >= lines:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"no {lines} committed videos while the run was alive (exit {proc.poll()})")
+
+
+def test_a_second_index_run_is_refused_naming_the_holder_which_then_completes(demo_data, checkpoint, tmp_path):
+    videos = _linked_videos(demo_data, tmp_path / "videos", 60)
     index = tmp_path / "idx"
-    _vifi("index", sorted(videos.rglob("*.mp4"))[0], "--checkpoint", checkpoint, "--out", index, "--workers", "0")
-    before = _files(index)
-    holder = RunFolder(index)
-    holder.lock()  # the lock a running `vifi index` holds
+    first = subprocess.Popen([sys.executable, "-m", "vifi", "index", str(videos), "--checkpoint", str(checkpoint),
+                              "--out", str(index), "--workers", "0", "--batch", "1", "--commit-every", "4"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proc = _vifi("index", videos, "--out", index, check=False)
+        _wait_for_commits(first, index / "manifest.jsonl", 4)
+        os.kill(first.pid, signal.SIGSTOP)  # holds the lock, mid-run, until the second run has been answered
+        before = _files(index)
+        second = _vifi("index", videos, "--out", index, check=False)
+        after = _files(index)
     finally:
-        holder.unlock()
-    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
-    assert "in use by another run" in proc.stderr and f"pid {os.getpid()}" in proc.stderr
-    assert before == _files(index)
+        os.kill(first.pid, signal.SIGCONT)
+    assert second.returncode == 2 and len(second.stderr.splitlines()) == 1, second.stderr
+    assert "in use by another run" in second.stderr and f"pid {first.pid} " in second.stderr
+    assert before == after
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert _last_run(index)["embedded"] == 60 and _last_run(index)["videos"] == 60
 
 
 def test_kill_of_the_process_group_mid_run_keeps_the_committed_work_and_a_rerun_continues(demo_data, checkpoint,
                                                                                          tmp_path):
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    src = sorted(demo_data["root"].rglob("*.mp4"))
-    for i in range(120):  # enough work that the kill lands mid-run
-        os.link(src[i % len(src)], videos / f"v{i:03d}.mp4")
+    videos = _linked_videos(demo_data, tmp_path / "videos", 120)  # enough work that the kill lands mid-run
     index = tmp_path / "idx"
     args = [sys.executable, "-m", "vifi", "index", str(videos), "--checkpoint", str(checkpoint), "--out",
             str(index), "--workers", "1", "--batch", "2", "--commit-every", "4"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    manifest = index / "manifest.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if manifest.is_file() and len(manifest.read_text().splitlines()) >= 12:
-            break
-        time.sleep(0.005)
+    _wait_for_commits(proc, index / "manifest.jsonl", 12)
     os.killpg(proc.pid, signal.SIGKILL)  # the main process and its loader worker, at whatever they were doing
     proc.wait()
     kept, emb = IndexFolder(index).read()  # consistent: every row the manifest names is there
