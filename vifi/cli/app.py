@@ -45,13 +45,14 @@ def _global_options(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import bench, config_cmd, export, finetune, merge, prepare, prompt, splits, viz, zeroshot
+    from vifi.cli import bench, config_cmd, export, finetune, merge, prepare, prompt, search, splits, viz, zeroshot
 
     prepare.register(app)
     finetune.register(app)
     prompt.register(app)
     eval_cmd.register(app)
     zeroshot.register(app)
+    search.register(app)
     splits.register(app)
     export.register(app)
     merge.register(app)

@@ -1,0 +1,286 @@
+"""`vifi index` / `vifi search` as processes on demo videos with a tiny model: incremental runs, embeddings equal to
+a naive forward, odd names, undecodable and vanished videos, the lock, kill + resume, bad inputs."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vifi.data.demo import class_names
+from vifi.model.backbone import TINY_CLIP, build_clip
+from vifi.model.checkpoint import save_weights
+from vifi.model.vifi_clip import ViFiCLIP
+from vifi.search.index_folder import IndexFolder
+
+pytestmark = pytest.mark.slow
+# float32 matmuls over batches of other sizes differ in the last bits: measured up to 3.5e-6 (batch 2 vs 8)
+SAME = 1e-5
+
+
+def _vifi(*args, stdin=None, check=True):
+    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
+                          input=stdin, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _tiny_checkpoint(path, seed=0):
+    torch.manual_seed(seed)
+    save_weights(path, ViFiCLIP(build_clip(TINY_CLIP), TINY_CLIP), {"frames": 4, "input_size": 64,
+                                                                    "class_names": class_names()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+@pytest.fixture
+def videos(demo_data, tmp_path):
+    """A private copy of the 36 demo videos (tests add, touch and delete files)."""
+    return shutil.copytree(demo_data["root"], tmp_path / "videos")
+
+
+def _files(folder):
+    """Every file's bytes, but the lock's (its text names whoever last took it)."""
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".vifi.lock"}
+
+
+def _last_run(index):
+    return json.loads((index / "index.json").read_text())["last_run"]
+
+
+def _by_path(index):
+    entries, emb = IndexFolder(index).read()
+    return {e.path: emb[i] for i, e in enumerate(entries)}
+
+
+def test_incremental_runs_embed_only_new_and_changed_videos_and_rows_match_a_naive_forward(videos, checkpoint,
+                                                                                           tmp_path):
+    index = tmp_path / "idx"
+    _vifi("index", videos, "--checkpoint", checkpoint, "--out", index, "--workers", "0", "--commit-every", "10")
+    assert _last_run(index) == {"embedded": 36, "new": 36, "changed": 0, "unchanged": 0, "failed": 0,
+                                "missing": 0, "pruned": 0, "videos": 36}
+    first = _by_path(index)
+    assert len(list((index / "embeddings").iterdir())) == 1  # compacted at the end
+
+    out = _vifi("index", videos, "--out", index, "--workers", "0")  # the index remembers its checkpoint
+    assert _last_run(index)["embedded"] == 0 and _last_run(index)["unchanged"] == 36
+    assert "embedded 0 (0 new, 0 changed), skipped 36 unchanged" in out.stdout
+
+    a, b = sorted(videos.rglob("*.mp4"))[:2]
+    shutil.copy(a, videos / "extra one.mp4")
+    shutil.copy(b, videos / "extra two.mp4")
+    _vifi("index", videos, "--out", index, "--workers", "0")
+    assert _last_run(index)["embedded"] == 2 and _last_run(index)["new"] == 2 and _last_run(index)["videos"] == 38
+
+    touched = sorted(videos.rglob("*.mp4"))[5]
+    os.utime(touched, ns=(time.time_ns(), time.time_ns()))
+    _vifi("index", videos, "--out", index, "--workers", "0", "--batch", "3")
+    assert _last_run(index)["embedded"] == 1 and _last_run(index)["changed"] == 1
+
+    final = _by_path(index)
+    assert set(first) <= set(final)
+    for path, row in first.items():  # the same video, embedded in other batches and runs: the same embedding
+        np.testing.assert_allclose(final[path], row, atol=SAME)
+    np.testing.assert_allclose(final[str((videos / "extra one.mp4").resolve())], first[str(a.resolve())], atol=SAME)
+
+    from vifi.data.annotations import Entry
+    from vifi.data.augment import normalise
+    from vifi.data.dataset import ClipSpec, EvalClips
+    from vifi.model.checkpoint import build_from_checkpoint
+
+    model, _ = build_from_checkpoint(checkpoint)
+    clip = EvalClips([Entry(str(b.resolve()), 0)], "/", ClipSpec(4, 64))[0]["frames"]  # [1 view, T, H, W, 3]
+    with torch.no_grad():
+        naive = F.normalize(model.head.encode_video(normalise(clip)), dim=-1)[0].numpy()
+    np.testing.assert_allclose(final[str(b.resolve())], naive, atol=1e-5)
+    assert np.allclose(np.linalg.norm(np.stack(list(final.values())), axis=1), 1, atol=1e-5)
+
+
+def test_odd_names_round_trip_and_scores_match_a_hand_computation(demo_data, checkpoint, tmp_path):
+    src = sorted(demo_data["root"].rglob("*.mp4"))
+    names = ["with space.mp4", "comma,in,name.mp4", 'quote"d\'s.mp4', "ünïcödé 视频.mp4"]
+    folder = tmp_path / "odd dir, really"
+    folder.mkdir()
+    for name, video in zip(names, src[::9]):
+        shutil.copy(video, folder / name)
+    index = tmp_path / "idx"
+    listing = "".join(f"{folder / n}\n" for n in names)
+    _vifi("index", "-", "--checkpoint", checkpoint, "--out", index, "--workers", "0", stdin=listing)
+    manifest = [json.loads(line)["path"] for line in (index / "manifest.jsonl").read_text("utf-8").splitlines()]
+    assert manifest == [str((folder / n).resolve()) for n in names]
+
+    query = "a red circle sliding across"
+    proc = _vifi("search", query, "--index", index, "--top-k", "10", "--out", "-")
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert list(rows[0]) == ["rank", "score", "path", "query", "cosine"]
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4"] and {r["query"] for r in rows} == {query}
+    assert sorted(r["path"] for r in rows) == sorted(manifest)
+
+    from vifi.model.checkpoint import build_from_checkpoint
+
+    model, _ = build_from_checkpoint(checkpoint)
+    with torch.no_grad():
+        texts = F.normalize(model.encode_text(model.tokenize([f"a photo of a {n}." for n in [query, *class_names()]])),
+                            dim=-1).numpy()
+    scale = float(model.clip.logit_scale.exp())
+    emb = _by_path(index)
+    cos = {p: float(emb[p] @ texts[0]) for p in manifest}
+    # the score corrects each video's cosine by its log-sum-exp over the checkpoint's class texts (its "bank")
+    naive = {p: scale * cos[p] - float(np.log(np.exp(scale * texts[1:] @ emb[p]).sum())) for p in manifest}
+    assert [r["path"] for r in rows] == sorted(manifest, key=naive.get, reverse=True)
+    assert [float(r["score"]) for r in rows] == pytest.approx([naive[r["path"]] for r in rows], abs=1e-4)
+    assert [float(r["cosine"]) for r in rows] == pytest.approx([cos[r["path"]] for r in rows], abs=1e-5)
+    plain = list(csv.DictReader(io.StringIO(_vifi("search", query, "--index", index, "--cosine", "--out", "-").stdout)))
+    assert [r["path"] for r in plain] == sorted(manifest, key=cos.get, reverse=True)
+    assert [float(r["score"]) for r in plain] == pytest.approx([cos[r["path"]] for r in plain], abs=1e-5)
+
+    as_json = json.loads(_vifi("search", query, "other words", "--index", index, "--top-k", "2", "--json").stdout)
+    assert [q["query"] for q in as_json] == [query, "other words"] and len(as_json[0]["results"]) == 2
+    assert as_json[0]["results"][0]["path"] == rows[0]["path"]
+
+
+def test_undecodable_videos_are_listed_and_retried_and_vanished_ones_left_out_or_pruned(videos, checkpoint, tmp_path):
+    index = tmp_path / "idx"
+    (videos / "broken.mp4").write_bytes(b"not a video" * 50)
+    proc = _vifi("index", videos, "--checkpoint", checkpoint, "--out", index, "--workers", "0")
+    assert "warning: skipped:" in proc.stderr and "broken.mp4" in proc.stderr
+    assert (index / "failed.txt").read_text().startswith(str((videos / "broken.mp4").resolve()) + "\t")
+    assert _last_run(index)["failed"] == 1 and _last_run(index)["videos"] == 36
+    _vifi("index", videos, "--out", index, "--workers", "0")
+    assert _last_run(index)["failed"] == 1 and _last_run(index)["embedded"] == 0  # tried again, still broken
+    (videos / "broken.mp4").unlink()
+    _vifi("index", videos, "--out", index, "--workers", "0")
+    assert not (index / "failed.txt").exists()
+
+    query = "a blue square spinning"
+    top = [r["path"] for r in csv.DictReader(io.StringIO(_vifi("search", query, "--index", index, "--top-k", "3",
+                                                               "--out", "-").stdout))]
+    os.remove(top[0])
+    proc = _vifi("search", query, "--index", index, "--top-k", "3", "--out", "-")
+    after = [r["path"] for r in csv.DictReader(io.StringIO(proc.stdout))]
+    assert after[:2] == top[1:] and len(after) == 3 and "1 indexed video(s) no longer on disk" in proc.stderr
+    _vifi("index", videos, "--out", index, "--workers", "0", "--prune")
+    assert _last_run(index)["pruned"] == 1 and top[0] not in _by_path(index)
+
+
+def _linked_videos(demo_data, folder, n):
+    """`n` hard links to the demo videos: many files to embed, no extra disk."""
+    folder.mkdir()
+    src = sorted(demo_data["root"].rglob("*.mp4"))
+    for i in range(n):
+        os.link(src[i % len(src)], folder / f"v{i:03d}.mp4")
+    return folder
+
+
+def _wait_for_commits(proc, manifest, lines):
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.is_file() and len(manifest.read_text().splitlines()) >= lines:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"no {lines} committed videos while the run was alive (exit {proc.poll()})")
+
+
+def test_a_second_index_run_is_refused_naming_the_holder_which_then_completes(demo_data, checkpoint, tmp_path):
+    videos = _linked_videos(demo_data, tmp_path / "videos", 60)
+    index = tmp_path / "idx"
+    first = subprocess.Popen([sys.executable, "-m", "vifi", "index", str(videos), "--checkpoint", str(checkpoint),
+                              "--out", str(index), "--workers", "0", "--batch", "1", "--commit-every", "4"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_commits(first, index / "manifest.jsonl", 4)
+        os.kill(first.pid, signal.SIGSTOP)  # holds the lock, mid-run, until the second run has been answered
+        before = _files(index)
+        second = _vifi("index", videos, "--out", index, check=False)
+        after = _files(index)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert second.returncode == 2 and len(second.stderr.splitlines()) == 1, second.stderr
+    assert "in use by another run" in second.stderr and f"pid {first.pid} " in second.stderr
+    assert before == after
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert _last_run(index)["embedded"] == 60 and _last_run(index)["videos"] == 60
+
+
+def test_kill_of_the_process_group_mid_run_keeps_the_committed_work_and_a_rerun_continues(demo_data, checkpoint,
+                                                                                         tmp_path):
+    videos = _linked_videos(demo_data, tmp_path / "videos", 120)  # enough work that the kill lands mid-run
+    index = tmp_path / "idx"
+    args = [sys.executable, "-m", "vifi", "index", str(videos), "--checkpoint", str(checkpoint), "--out",
+            str(index), "--workers", "1", "--batch", "2", "--commit-every", "4"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_for_commits(proc, index / "manifest.jsonl", 12)
+    os.killpg(proc.pid, signal.SIGKILL)  # the main process and its loader worker, at whatever they were doing
+    proc.wait()
+    kept, emb = IndexFolder(index).read()  # consistent: every row the manifest names is there
+    assert 12 <= len(kept) < 120 and len(kept) % 4 == 0 and emb.shape == (len(kept), 64)
+
+    out = _vifi("index", videos, "--out", index, "--workers", "0")
+    assert _last_run(index)["embedded"] == 120 - len(kept) and _last_run(index)["unchanged"] == len(kept), out.stderr
+    resumed = _by_path(index)
+    clean = tmp_path / "clean"
+    _vifi("index", videos, "--checkpoint", checkpoint, "--out", clean, "--workers", "0")
+    uninterrupted = _by_path(clean)
+    assert resumed.keys() == uninterrupted.keys()
+    for path, row in uninterrupted.items():
+        np.testing.assert_allclose(resumed[path], row, atol=SAME)
+    assert len(list((index / "embeddings").iterdir())) == 1 and not list(index.glob(".*.tmp"))
+
+
+def test_bad_inputs_are_one_line_exit_2_before_any_change(videos, checkpoint, tmp_path):
+    index = tmp_path / "idx"
+    one = sorted(videos.rglob("*.mp4"))[0]
+    own = shutil.copy(checkpoint, tmp_path / "own.safetensors")  # this test moves and replaces it
+    _vifi("index", one, "--checkpoint", own, "--out", index, "--workers", "0")
+    snapshot = _files(index)
+    other = _tiny_checkpoint(tmp_path / "other.safetensors", seed=1)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mine.txt").write_text("keep")
+    cases = [
+        (["search", "x", "--index", tmp_path / "nowhere"], "index not found"),
+        (["search", "x", "--index", index, "--top-k", "0"], "--top-k 0"),
+        (["search", "x", "--index", index, "--checkpoint", other], "is not the one index"),
+        (["search", "   ", "--index", index], "a query is empty"),
+        (["index", videos, "--checkpoint", other, "--out", index], "is not the one index"),
+        (["index", videos, "--out", index, "--frames", "6"], "--frames 4, not 6"),
+        (["index", videos, "--out", index, "--views", "2x3"], "--views 1x1, not 2x3"),
+        (["index", videos, "--out", notes, "--checkpoint", checkpoint], "not part of a vifi index"),
+        (["index", videos, "--out", tmp_path / "new", "--checkpoint", tmp_path / "nope.safetensors"],
+         "checkpoint not found"),
+        (["index", videos, "--out", tmp_path / "new2"], "give --checkpoint"),
+        (["index", tmp_path / "missing.mp4", "--out", index], "video not found"),
+        (["index", videos, "--out", index, "--commit-every", "0"], "--commit-every 0"),
+    ]
+    for args, needle in cases:
+        proc = _vifi(*args, check=False)
+        assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.splitlines()) == 1, (args,
+                                                                                                        proc.stderr)
+    assert snapshot == _files(index)
+    assert not (tmp_path / "new").exists() and not (tmp_path / "new2").exists()
+    assert [p.name for p in notes.iterdir()] == ["mine.txt"]
+
+    shutil.move(own, tmp_path / "moved.safetensors")
+    proc = _vifi("search", "x", "--index", index, check=False)
+    assert proc.returncode == 2 and "not there any more" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    _vifi("search", "x", "--index", index, "--checkpoint", tmp_path / "moved.safetensors")
+    _tiny_checkpoint(own, seed=2)  # a different model at the recorded place
+    proc = _vifi("search", "x", "--index", index, check=False)
+    assert proc.returncode == 2 and "is not the one index" in proc.stderr, proc.stderr
+    _vifi("index", videos, "--out", index, "--overwrite", "--workers", "0")  # rebuilt with the model now there
+    assert _last_run(index)["embedded"] == 36 and _last_run(index)["videos"] == 36

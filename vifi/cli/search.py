@@ -1,0 +1,107 @@
+"""`vifi index VIDEOS --checkpoint C --out INDEX` and `vifi search "text" --index INDEX`: text-to-video search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vifi.cli.options import Backend, backend_option, cache_dir_option
+
+
+def index_command(
+    videos: List[str] = typer.Argument(..., help="video files, folders, or - to read paths from stdin"),
+    out: Path = typer.Option(..., "--out", "-o", help="index folder (created, or updated: new and changed videos "
+                                                      "are embedded, unchanged ones skipped)"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
+                                             help="vifi checkpoint, prompt artifact, run folder or paper .pth "
+                                                  "(default for an existing index: the one that built it)"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights a paper .pth needs (token table)"),
+    frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: the checkpoint's)"),
+    views: Optional[str] = typer.Option(None, "--views", help="CLIPSxCROPS averaged into one embedding (default 1x1)"),
+    batch: int = typer.Option(8, "--batch", help="videos per batch"),
+    workers: int = typer.Option(2, "--workers", help="data-loading processes"),
+    commit_every: int = typer.Option(64, "--commit-every", help="videos embedded between commits (what a killed "
+                                                                "run keeps)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="rebuild an index made with another checkpoint, "
+                                                              "frames or views"),
+    prune: bool = typer.Option(False, "--prune", help="remove indexed videos that are no longer on disk"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
+    backend: Backend = backend_option(),
+    cache_dir: Optional[str] = cache_dir_option(),
+) -> None:
+    from vifi import console
+    from vifi.cli.eval import check_backend, parse_views
+    from vifi.config import check_cli_values
+    from vifi.errors import VifiError
+    from vifi.fileio import check_output_path
+    from vifi.search.build import build_index
+    from vifi.zeroshot import collect_videos
+
+    check_backend(backend)
+    check_cli_values(frames=frames, batch=batch, workers=workers, device=device)
+    if commit_every < 1:
+        raise VifiError(f"--commit-every {commit_every}: must be at least 1")
+    view_pair = parse_views(views) if views is not None else None
+    check_output_path(out, folder=True)
+    paths = collect_videos(videos)
+    counts = build_index(paths, out, checkpoint=checkpoint, clip=clip, frames=frames, views=view_pair, batch=batch,
+                         workers=workers, backend=backend, device=device, commit_every=commit_every,
+                         overwrite=overwrite, prune=prune)
+    console.result(f"{out}: {counts['videos']} videos; this run embedded {counts['embedded']} ({counts['new']} new, "
+                   f"{counts['changed']} changed), skipped {counts['unchanged']} unchanged, {counts['failed']} "
+                   f"failed, {counts['pruned']} pruned")
+
+
+def search_command(
+    queries: List[str] = typer.Argument(..., help="one or more texts, e.g. \"a person juggling\""),
+    index: Path = typer.Option(..., "--index", help="index folder made by `vifi index`"),
+    top_k: int = typer.Option(10, "--top-k", help="videos shown per query"),
+    use_template: bool = typer.Option(True, "--template/--raw",
+                                      help="--template (default) puts the query into the checkpoint's class "
+                                           "template (e.g. 'a photo of a {}.'), as its class names were trained; "
+                                           "--raw encodes it as typed (docs/search.md)"),
+    cosine: bool = typer.Option(False, "--cosine", help="rank by the plain cosine, without correcting each video's "
+                                                        "closeness to every text (docs/search.md)"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="where the index's checkpoint is now, if "
+                                                                       "it moved (its sha256 must match)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write rank,score,path,query,cosine rows (.csv) "
+                                                                 "or .json; - writes the CSV to stdout"),
+    as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
+) -> None:
+    from vifi import console
+    from vifi.config import check_cli_values
+    from vifi.errors import VifiError
+    from vifi.fileio import STDOUT, check_output_path, write_text_atomic
+    from vifi.search.query import print_results, render, search
+
+    if top_k < 1:
+        raise VifiError(f"--top-k {top_k}: must be at least 1")
+    texts = list(dict.fromkeys(q.strip() for q in queries))  # a query given twice is answered once
+    if not all(texts):
+        raise VifiError("a query is empty; give the text to search for, e.g. \"a person juggling\"")
+    check_cli_values(device=device)
+    to_stdout = out is not None and str(out) == STDOUT
+    if as_json and to_stdout:
+        raise VifiError("--json and --out - both print on stdout; give one of them")
+    if out is not None:
+        check_output_path(out, folder=False)
+    table = search(index, texts, top_k=top_k, use_template=use_template, cosine=cosine, checkpoint=checkpoint,
+                   device=device)
+    # stdout carries one thing: the JSON, the CSV (--out -) or else the table; the table then moves to stderr.
+    console.reserve_stdout(as_json or to_stdout)
+    print_results(table)
+    if as_json:
+        console.result(render(table, True))
+    if out is not None:
+        write_text_atomic(out, render(table, out.suffix.lower() == ".json"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("index", help="Embed videos into a search index (incremental, resumable)."
+                              "\n\nExample: vifi index clips/ --checkpoint runs/k400 --out clips.index")(index_command)
+    app.command("search", help="Rank indexed videos by similarity with a text."
+                               "\n\nExample: vifi search \"a person juggling\" --index clips.index --out - "
+                               "| tail -n +2 | cut -d, -f3")(search_command)
