@@ -58,3 +58,13 @@ def demo_data(tmp_path_factory):
     from vifi.data.demo import generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("demo"), **DEMO_SIZES)
+
+
+def finetune_demo_args(demo_data, out, **sets) -> list[str]:
+    """`vifi finetune demo` arguments on the `demo_data` lists, one process, with `--set key=value` for each of
+    `sets` (keys with `__` for dots: train__epochs=6)."""
+    args = ["finetune", "demo", "--data", demo_data["train_list"], "--val", demo_data["val_list"], "--labels",
+            demo_data["labels"], "--root", demo_data["root"], "--out", out, "--set", "data.num_workers=0"]
+    for key, value in sets.items():
+        args += ["--set", f"{key.replace('__', '.')}={value}"]
+    return args

@@ -26,13 +26,18 @@ def parse_labels(labels: str | None, labels_file: str | None) -> list[str]:
             raise VifiError(f"--labels-file {path}: file not found")
         names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     else:
-        names = [part.strip() for part in labels.split(",")]
-    names = [n for n in names if n]
+        names = labels.split(",")
+    return unique_names(names, "the label list")
+
+
+def unique_names(names: list[str], what: str) -> list[str]:
+    """Names stripped, blanks dropped; an empty list or a name given twice is refused in one line (`what` says where)."""
+    names = [n.strip() for n in names if n.strip()]
     if not names:
-        raise VifiError("the label list is empty; give at least one label")
+        raise VifiError(f"{what} is empty; give at least one name (e.g. \"a,b\")")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise VifiError(f"label {dupes[0]!r} is given more than once; each label must be unique")
+        raise VifiError(f"{what}: {dupes[0]!r} is given more than once; each name must be unique")
     return names
 
 

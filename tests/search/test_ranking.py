@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from tests.conftest import finetune_demo_args
 from vifi.data.demo import class_names
 
 pytestmark = pytest.mark.slow
@@ -20,10 +21,9 @@ def _vifi(*args):
 @pytest.fixture(scope="module")
 def trained(demo_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("search") / "trained"
-    _vifi("finetune", "demo", "--data", demo_data["train_list"], "--val", demo_data["val_list"], "--labels",
-          demo_data["labels"], "--root", demo_data["root"], "--out", out, "--set", "train.epochs=20",
-          "--set", "train.global_batch=6", "--set", "train.micro_batch=6", "--set", "data.num_workers=0",
-          "--set", "train.eval_every=20")  # 80 steps: 92 % top-1 here (6 epochs gave 42 %, too weak to rank)
+    # 80 steps: 92 % top-1 here (6 epochs gave 42 %, too weak to rank)
+    _vifi(*finetune_demo_args(demo_data, out, train__epochs=20, train__global_batch=6, train__micro_batch=6,
+                              train__eval_every=20))
     return out
 
 

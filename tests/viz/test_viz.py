@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import finetune_demo_args
 from vifi.model.backbone import TINY_CLIP, build_clip
 from vifi.model.checkpoint import save_weights
 from vifi.model.vifi_clip import ViFiCLIP
@@ -29,9 +30,7 @@ def _png_size(path):
 @pytest.fixture(scope="module")
 def trained(demo_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("viz") / "trained"
-    _vifi("finetune", "demo", "--data", demo_data["train_list"], "--val", demo_data["val_list"], "--labels",
-          demo_data["labels"], "--root", demo_data["root"], "--out", out, "--set", "train.epochs=6",
-          "--set", "train.global_batch=6", "--set", "train.micro_batch=6", "--set", "data.num_workers=0")
+    _vifi(*finetune_demo_args(demo_data, out, train__epochs=6, train__global_batch=6, train__micro_batch=6))
     return out
 
 

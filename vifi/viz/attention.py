@@ -28,15 +28,9 @@ class AttentionRow:
 
 def split_classes(text: str) -> list[str]:
     """`--classes "a,b"`: names in order, each once."""
-    from vifi.errors import VifiError
+    from vifi.zeroshot import unique_names
 
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names:
-        raise VifiError('--classes is empty; give the class names separated by commas, e.g. --classes "a,b"')
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise VifiError(f"--classes names {dupes[0]!r} more than once; give each class once")
-    return names
+    return unique_names(text.split(","), "--classes")
 
 
 def given_classes(method: str, label: str | None, labels_csv: str | None, classes: str | None) -> list[str] | None:
