@@ -80,6 +80,8 @@ def test_bench_memory_prints_the_plan_of_the_estimate():
 
 @pytest.mark.parametrize("args,message", [(["--device-gib", "8", "--arch", "ViT-L-14"], "not even a micro-batch"),
                                           (["--device-gib", "0"], "must be positive"),
+                                          (["--device-gib", "nan"], "must be positive"),
+                                          (["--device-gib", "inf"], "must be positive"),
                                           (["--arch", "ViT-X-99"], "unknown architecture")])
 def test_bench_memory_bad_input_is_one_line(args, message):
     proc = subprocess.run([sys.executable, "-m", "vifi", "bench", "memory", *args], capture_output=True, text=True,

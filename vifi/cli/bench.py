@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -107,8 +108,9 @@ def memory(
     from vifi.model.memory import GIB, Shape, plan_memory, train_step_bytes
     from vifi.results import print_table
 
-    if min(frames, classes, batch, mix_group) < 1 or (device_gib is not None and device_gib <= 0):
-        raise VifiError("--frames, --classes, --batch, --mix-group and --device-gib must be positive")
+    # `not 0 < x < inf` also refuses nan and inf, which float options accept and the plan cannot use
+    if min(frames, classes, batch, mix_group) < 1 or (device_gib is not None and not 0 < device_gib < math.inf):
+        raise VifiError("--frames, --classes, --batch, --mix-group and --device-gib must be positive (finite)")
     if device_gib is None:
         import torch
 
