@@ -110,6 +110,14 @@ def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str = "--o
         probe_ok = True
     if not probe_ok:
         raise VifiError(f"{flag} {path}: {existing} is on a read-only file system; choose a writable place")
+    # Some file systems pass both checks and still take no new entries (/proc, /sys): create and remove one.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vifi-probe-", dir=existing)
+    except OSError as err:
+        raise VifiError(f"{flag} {path}: cannot create files in {existing} ({err.strerror}); choose a writable "
+                        "place") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _umask() -> int:

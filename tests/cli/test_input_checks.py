@@ -154,3 +154,25 @@ def test_out_in_a_read_only_folder_is_refused_first(command, tmp_path):
         assert "no permission" in line and str(locked) in line
     finally:
         locked.chmod(0o755)
+
+
+# /proc takes no new files even for root, and statvfs does not call it read-only: only trying to create one tells.
+PROC_CASES = {
+    "finetune": lambda t: ["finetune", "demo", "--out", "/proc/vifi-run"],
+    "zeroshot": lambda t: ["zeroshot", _video(t), "--checkpoint", _ckpt(t), "--labels", "a,b", "--out", "/proc/x.csv"],
+    "merge": lambda t: ["merge", _ckpt(t), _ckpt(t), "--alpha", "0.5", "--out", "/proc/x.safetensors"],
+    "index": lambda t: ["index", _video(t), "--checkpoint", _ckpt(t), "--out", "/proc/vifi-index"],
+}
+
+
+def _video(tmp_path):
+    path = tmp_path / "a.mp4"
+    path.write_bytes(b"not decoded: the output is checked first")
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("command", sorted(PROC_CASES))
+def test_out_where_no_file_can_be_created_is_refused_first(command, tmp_path):
+    line = _error_line(_vifi(*PROC_CASES[command](tmp_path)))
+    assert "--out" in line and "/proc" in line, line
