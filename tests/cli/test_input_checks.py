@@ -120,6 +120,12 @@ OUT_CASES = {
                                         "--root", t, "--out", b],
     "zeroshot under a file": lambda t, b: ["zeroshot", _ckpt(t), "--labels", "a,b", "--out", b / "x.csv"],
     "eval protocol under a file": lambda t, b: ["eval", "--protocol", "zeroshot", "--root", t, "--out", b / "o"],
+    "viz attention under a file": lambda t, b: ["viz", "attention", _video(t), "--checkpoint", _ckpt(t),
+                                                "--out", b / "viz"],
+    "viz tsne under a file": lambda t, b: ["viz", "tsne", "--data", "d", "--labels", "l", "--root", t,
+                                           "--checkpoint", _ckpt(t), "--out", b / "viz"],
+    "viz curves under a file": lambda t, b: ["viz", "curves", t, "--out", b / "viz"],
+    "viz confusion under a file": lambda t, b: ["viz", "confusion", t, "--out", b / "viz"],
 }
 
 

@@ -33,6 +33,13 @@ def _need_viz_extra(*modules: str) -> None:
             raise VifiError(f"vifi viz needs {package}, which is not installed; pip install 'vifi[viz]'") from None
 
 
+def _check_out(out: Path) -> None:
+    """The output folder must be writable before any model is loaded (one error line, not a traceback at the end)."""
+    from vifi.fileio import check_output_path
+
+    check_output_path(out, folder=True)
+
+
 def _names(checkpoints: list[str]) -> list[str]:
     names = [Path(c).stem if Path(c).is_file() else Path(c).name for c in checkpoints]
     return [f"{n} ({i + 1})" if names.count(n) > 1 else n for i, n in enumerate(names)]
@@ -52,6 +59,7 @@ def tsne(
     clip: Optional[str] = typer.Option(None, "--clip", help="token table for paper .pth checkpoints"),
 ) -> None:
     _need_viz_extra("sklearn")
+    _check_out(out)
     from vifi.data.annotations import read_label_csv
     from vifi.fileio import write_json_atomic
     from vifi.viz.embed import embed_videos
@@ -99,6 +107,7 @@ def attention(
     clip: Optional[str] = typer.Option(None, "--clip"),
 ) -> None:
     _need_viz_extra()
+    _check_out(out)
     from vifi.config import check_cli_values
     from vifi.errors import VifiError
     from vifi.fileio import atomic_path
@@ -135,6 +144,7 @@ def curves(
     smooth: int = typer.Option(1, "--smooth", help="moving average of the loss over this many steps"),
 ) -> None:
     _need_viz_extra()
+    _check_out(out)
     from vifi.viz.curves import plot_curves
 
     png = out / f"curves_{'_vs_'.join(r.name for r in runs)}.png"
@@ -151,6 +161,7 @@ def confusion(
     from vifi.viz.confusion import plot_confusion, read_confusion
 
     _need_viz_extra()
+    _check_out(out)
     matrix = read_confusion(source)
     name = source.name if source.is_dir() else source.parent.name
     png = out / f"confusion_{name}.png"
