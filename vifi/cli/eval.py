@@ -162,7 +162,7 @@ def _wise_ft_request(alphas: Optional[str], model_a: Optional[str], clip: Option
 
     values = parse_alphas(alphas, "--wise-ft")
     if model_a is not None:
-        check_side_exists(model_a, "--wise-ft-from")
+        check_side_exists(model_a, "--wise-ft-from", arch)
     if not (model_a or clip):
         raise VifiError("--wise-ft needs model A, the α = 0 end: --clip WEIGHTS (the zero-shot CLIP the model was "
                         "fine-tuned from, e.g. --clip openai) or --wise-ft-from MODEL")

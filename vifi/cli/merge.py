@@ -29,8 +29,8 @@ def merge(
     from vifi.model.checkpoint import save_weights
     from vifi.model.merge import WeightEnsemble, check_side_exists, load_side, merged_facts, parse_alphas
 
-    check_side_exists(a, "model A")
-    check_side_exists(b, "model B")
+    check_side_exists(a, "model A", arch)
+    check_side_exists(b, "model B", arch)
     given = parse_alphas(alpha, "--alpha")
     if len(given) != 1:
         raise VifiError(f"--alpha {alpha!r}: give one α (several are evaluated with `vifi eval --wise-ft`)")

@@ -92,15 +92,20 @@ def load_side(spec: str, role: str, *, kind: SideKind = "any", clip: str | None 
                 str(path.resolve()) if local else spec, sha256_file(path) if local else None)
 
 
-def check_side_exists(spec: str, role: str) -> None:
-    """Before any work: a model named by a path must be there (anything else is an open_clip tag or hf-hub name,
-    which loading checks)."""
+def check_side_exists(spec: str, role: str, arch: str = "ViT-B-16") -> None:
+    """Before any work: a model named by a path must be there, and anything else must be an open_clip tag of
+    `arch` (named by `role` in the error, not by --clip) or an hf-hub name (which loading checks)."""
     from vifi.model.backbone import HF_HUB
 
     looks_like_path = "/" in spec or "\\" in spec or Path(spec).suffix in (".pt", ".pth", ".bin", ".safetensors")
-    if looks_like_path and not spec.startswith(HF_HUB) and not Path(spec).exists():
+    if spec.startswith(HF_HUB) or Path(spec).exists():
+        return
+    if looks_like_path:
         raise VifiError(f"{role} {spec}: not found; give a vifi checkpoint, run folder, paper .pth or CLIP weights "
                         "file, an open_clip tag (e.g. openai) or hf-hub:ORG/NAME")
+    from vifi.model.pretrained import tag_config
+
+    tag_config(arch, spec, flag=role)
 
 
 def _is_checkpoint(path: Path) -> bool:

@@ -36,15 +36,16 @@ def _cache_description() -> str:
     return constants.HF_HUB_CACHE
 
 
-def tag_config(arch: str, tag: str) -> dict[str, Any]:
-    """open_clip's pretrained configuration of `tag` for `arch` (where the weights live, QuickGELU or not)."""
+def tag_config(arch: str, tag: str, flag: str = "--clip") -> dict[str, Any]:
+    """open_clip's pretrained configuration of `tag` for `arch` (where the weights live, QuickGELU or not);
+    `flag` names where an unknown tag came from in the error."""
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(arch)
         known = f"known tags for {arch}: {', '.join(tags)}" if tags else f"open_clip has no pretrained tags for {arch}"
-        raise VifiError(f"--clip {tag}: not a local file, not hf-hub:ORG/NAME and not an open_clip tag of --arch "
+        raise VifiError(f"{flag} {tag}: not a local file, not hf-hub:ORG/NAME and not an open_clip tag of --arch "
                         f"{arch} ({known})")
     return cfg
 
