@@ -82,7 +82,9 @@ def test_bench_memory_prints_the_plan_of_the_estimate():
                                           (["--device-gib", "0"], "must be positive"),
                                           (["--device-gib", "nan"], "must be positive"),
                                           (["--device-gib", "inf"], "must be positive"),
-                                          (["--arch", "ViT-X-99"], "unknown architecture")])
+                                          (["--arch", "ViT-X-99"], "unknown architecture"),
+                                          # no network here: the Hub's config cannot be read (was a traceback)
+                                          (["--arch", "hf-hub:nobody-vifi-test/none"], "hf-hub:nobody-vifi-test/none")])
 def test_bench_memory_bad_input_is_one_line(args, message):
     proc = subprocess.run([sys.executable, "-m", "vifi", "bench", "memory", *args], capture_output=True, text=True,
                           timeout=120)

@@ -28,6 +28,10 @@ def arch_config(arch: str) -> dict[str, Any]:
     """The architecture dict of `arch`: "tiny", or any open_clip model name (e.g. "ViT-B-16")."""
     if arch == "tiny":
         return copy.deepcopy(TINY_CLIP)
+    if arch.startswith(HF_HUB):  # through vifi's Hub access: a quick reachability check and one-line errors
+        from vifi.model.pretrained import hub_model_config
+
+        return _vifi_arch(hub_model_config(arch[len(HF_HUB):], f"--arch {arch}"), arch)
     import open_clip
 
     cfg = open_clip.get_model_config(arch)

@@ -79,12 +79,17 @@ def fetch_tag_weights(arch: str, tag: str) -> Path:
 def fetch_hub_model(model_id: str) -> tuple[dict[str, Any], Path]:
     """(open_clip model config, weight file) of the Hub repository `model_id` (`org/name`)."""
     what = f"--clip hf-hub:{model_id}"
+    return hub_model_config(model_id, what), hub_file(model_id, list(HF_WEIGHTS), what)
+
+
+def hub_model_config(model_id: str, what: str) -> dict[str, Any]:
+    """The open_clip model config of the Hub repository `model_id` (cached, else downloaded; one-line errors)."""
     config_path = hub_file(model_id, [HF_CONFIG], what)
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise VifiError(f"{what}: {HF_CONFIG} is not readable JSON ({exc})") from None
-    return config.get("model_cfg", config), hub_file(model_id, list(HF_WEIGHTS), what)
+    return config.get("model_cfg", config)
 
 
 def hub_file(repo_id: str, candidates: list[str], what: str) -> Path:
