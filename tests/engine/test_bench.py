@@ -90,3 +90,15 @@ def test_bench_memory_bad_input_is_one_line(args, message):
                           timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and message in proc.stderr
+
+
+def test_bench_memory_plans_a_prompt_run_as_its_help_says():
+    from vifi.model.backbone import arch_config
+    from vifi.model.memory import Shape, plan_memory
+
+    record = _last_json("memory", "--arch", "ViT-B-16", "--device-gib", "24", "--mode", "prompt", "--json")
+    plan = plan_memory(Shape.of(arch_config("ViT-B-16")), device_gib=24, frames=32, classes=400, batch=256,
+                       mode="prompt")
+    assert record["mode"] == "prompt"
+    assert (record["micro_batch"], record["checkpoint_blocks"]) == (plan.micro_batch, plan.checkpoint_blocks)
+    assert record["estimate_gib"] == round(plan.estimate_gib, 2)

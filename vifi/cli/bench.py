@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from vifi.cli.options import Backend, Precision, TrainMode, backend_option
+
+# `bench memory` also plans bridge-and-prompt runs (vifi/model/memory.py estimates them); `bench train` cannot run them
+MemoryMode = Literal["both", "image", "text", "prompt"]
 
 bench_app = typer.Typer(help="Benchmarks: data loading, train step, eval step. Last line of output is JSON.",
                         no_args_is_help=True)
@@ -95,7 +98,7 @@ def memory(
     batch: int = typer.Option(256, "--batch", help="clips per device and optimizer step (global batch / GPUs)"),
     device_gib: Optional[float] = typer.Option(None, "--device-gib", help="device memory (default: this GPU's, "
                                                                          "else 80)"),
-    train_mode: TrainMode = typer.Option("both", "--mode", help="which towers train (or prompt)"),
+    train_mode: MemoryMode = typer.Option("both", "--mode", help="which towers train (or prompt)"),
     compile_: bool = typer.Option(False, "--compile", help="estimate for the compiled step (less memory)"),
     mix_group: int = typer.Option(4, "--mix-group", help="micro-batches are whole mix groups (1: no mixing)"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
