@@ -40,6 +40,21 @@ def alpha_dir(out: Path, alpha: float) -> Path:
     return Path(out) / f"alpha-{alpha_label(alpha)}"
 
 
+def _remove_other_alpha_dirs(out: Path, alphas: list[float]) -> None:
+    """An --overwrite replaces OUT's results; α folders of the replaced run would sit beside a table without them.
+    Only folders named alpha-<α in [0, 1]> are removed (what this module writes), anything else in OUT stays."""
+    import shutil
+
+    keep = {alpha_dir(out, alpha) for alpha in alphas}
+    for folder in Path(out).glob("alpha-*"):
+        try:
+            value = float(folder.name.removeprefix("alpha-"))
+        except ValueError:
+            continue
+        if folder.is_dir() and 0 <= value <= 1 and folder not in keep:
+            shutil.rmtree(folder)
+
+
 def resolved_facts(ensemble: WeightEnsemble, frames: int | None, vanilla: bool):
     """B's facts with --frames/--vanilla applied once (so a contradicting flag draws its notice once, not per α)."""
     from vifi.model.facts import inference_inputs
@@ -76,6 +91,8 @@ def run_wise_ft_eval(wise: WiseFt, checkpoint: str, data: str, labels: str, root
     ensemble = wise.ensemble(wise.load_zero_shot(), checkpoint)
     ensemble.model.to(runtime.device)
     facts = resolved_facts(ensemble, frames, vanilla)
+    if overwrite and runtime.is_main:  # only now, every input checked: the replaced run's other α folders go
+        _remove_other_alpha_dirs(out, wise.alphas)
     rows, last = [], {}
     for alpha in wise.alphas:
         last = evaluate_loaded(ensemble.set_alpha(alpha), facts, ensemble.describe(alpha), names, entries,
