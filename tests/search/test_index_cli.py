@@ -257,6 +257,7 @@ def test_bad_inputs_are_one_line_exit_2_before_any_change(videos, checkpoint, tm
         (["search", "x", "--index", index, "--top-k", "0"], "--top-k 0"),
         (["search", "x", "--index", index, "--checkpoint", other], "is not the one index"),
         (["search", "   ", "--index", index], "a query is empty"),
+        (["search", "spin " * 80, "--index", index], "query longer than 77 tokens"),  # a query, not a class prompt
         (["index", videos, "--checkpoint", other, "--out", index], "is not the one index"),
         (["index", videos, "--out", index, "--frames", "6"], "--frames 4, not 6"),
         (["index", videos, "--out", index, "--views", "2x3"], "--views 1x1, not 2x3"),

@@ -120,7 +120,7 @@ class ViFiCLIP(nn.Module):
             names = [name.replace("_", " ") for name in names]
         return class_prompts(names, template)
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
+    def tokenize(self, texts: list[str], what: str = "class prompt") -> torch.Tensor:
         import open_clip
 
         ctx = self.clip.context_length
@@ -130,7 +130,7 @@ class ViFiCLIP(nn.Module):
         if too_long:
             from vifi.errors import VifiError
 
-            raise VifiError(f"class prompt longer than {ctx} tokens: {too_long[0][:80]!r}")
+            raise VifiError(f"{what} longer than {ctx} tokens: {too_long[0][:80]!r}")
         return tokens
 
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True, length: int | None = None) -> torch.Tensor:

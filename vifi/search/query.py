@@ -25,9 +25,11 @@ COLUMNS = ["rank", "score", "path", "query", "cosine"]  # path third: `--out - |
 
 
 @torch.no_grad()
-def text_embeddings(model, texts: list[str], template: str | None, runtime) -> torch.Tensor:
-    """float32 [len(texts), D], L2-normalised; the text as the checkpoint encodes class names (its template)."""
-    tokens = model.tokenize(model.class_texts(texts, template)).to(runtime.device)
+def text_embeddings(model, texts: list[str], template: str | None, runtime,
+                    what: str = "class prompt") -> torch.Tensor:
+    """float32 [len(texts), D], L2-normalised; the text as the checkpoint encodes class names (its template).
+    `what` names the texts in the error for one too long."""
+    tokens = model.tokenize(model.class_texts(texts, template), what).to(runtime.device)
     with runtime.autocast():
         return F.normalize(model.encode_text(tokens).float(), dim=-1).cpu()
 
@@ -66,7 +68,7 @@ def search(index: Path, queries: list[str], *, top_k: int, use_template: bool, c
     model.to(runtime.device).eval()
     template = info["template"] if use_template else None
     videos = torch.from_numpy(embeddings)
-    similarity = text_embeddings(model, queries, template, runtime) @ videos.t()  # [Q, N] cosines
+    similarity = text_embeddings(model, queries, template, runtime, "query") @ videos.t()  # [Q, N] cosines
     scores = similarity
     if not cosine and not facts.class_names:
         console.note(f"notice: {weights} records no class names to correct the scores with; ranking by cosine")
