@@ -111,6 +111,14 @@ class TrainConfig(_Section):
     checkpointing: Union[bool, int, Literal["auto"]] = False
     report_to: list[Literal["tensorboard", "wandb"]] = []  # trackers beside log.csv (vifi/engine/tracking.py)
 
+    @field_validator("checkpointing", mode="before")
+    @classmethod
+    def _checkpointing(cls, value):
+        # A union's own error lists only its first member ("a valid boolean"); name every accepted form instead.
+        if isinstance(value, bool) or value == "auto" or (isinstance(value, int) and value >= 0):
+            return value
+        raise ValueError("train.checkpointing must be true, false, auto or a number of image-tower blocks ≥ 0")
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _report_to(cls, value):
@@ -139,8 +147,6 @@ class TrainConfig(_Section):
             if self.global_batch % (self.lr_clock_gpus * self.lr_clock_gpu_batch):
                 raise ValueError(f"train.global_batch {self.global_batch} is not a multiple of lr_clock_gpus × "
                                  f"lr_clock_gpu_batch ({self.lr_clock_gpus} × {self.lr_clock_gpu_batch})")
-        if not isinstance(self.checkpointing, (bool, str)) and self.checkpointing < 0:
-            raise ValueError("train.checkpointing must be true, false, auto or a number of image-tower blocks ≥ 0")
         return self
 
 

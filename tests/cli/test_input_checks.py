@@ -26,7 +26,16 @@ def _error_line(proc) -> str:
 
 BOUNDS = ["train.lr=nan", "train.lr=-1", "train.warmup_epochs=-3", "train.mixup=5", "train.eval_every=0",
           "eval.clips=0", "eval.crops=2", "data.frames=0", "data.input_size=0", "data.num_workers=-1",
-          "train.keep_last=0", "train.cutmix=1.5", "train.label_smoothing=1", "eval.final_crops=2"]
+          "train.keep_last=0", "train.cutmix=1.5", "train.label_smoothing=1", "eval.final_crops=2",
+          "train.checkpointing=foo", "train.checkpointing=-2", "train.checkpointing=1.5"]
+
+
+@pytest.mark.parametrize("value", ["foo", "-2", "1.5"])
+def test_checkpointing_error_names_every_accepted_form(value):
+    with pytest.raises(VifiError, match="must be true, false, auto or a number of image-tower blocks"):
+        load_config("demo", [f"train.checkpointing={value}"])
+    for ok, expected in (("auto", "auto"), ("3", 3), ("true", True), ("false", False)):
+        assert load_config("demo", [f"train.checkpointing={ok}"]).train.checkpointing == expected
 
 
 @pytest.mark.parametrize("item", BOUNDS)

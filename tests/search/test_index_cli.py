@@ -78,7 +78,7 @@ def test_incremental_runs_embed_only_new_and_changed_videos_and_rows_match_a_nai
 
     out = _vifi("index", videos, "--out", index, "--workers", "0")  # the index remembers its checkpoint
     assert _last_run(index)["embedded"] == 0 and _last_run(index)["unchanged"] == 36
-    assert "embedded 0 (0 new, 0 changed), skipped 36 unchanged" in out.stdout
+    assert "embedded 0 of 0 new or changed (0 new, 0 changed), skipped 36 unchanged" in out.stdout
 
     a, b = sorted(videos.rglob("*.mp4"))[:2]
     shutil.copy(a, videos / "extra one.mp4")
@@ -160,8 +160,9 @@ def test_undecodable_videos_are_listed_and_retried_and_vanished_ones_left_out_or
     assert "warning: skipped:" in proc.stderr and "broken.mp4" in proc.stderr
     assert (index / "failed.txt").read_text().startswith(str((videos / "broken.mp4").resolve()) + "\t")
     assert _last_run(index)["failed"] == 1 and _last_run(index)["videos"] == 36
-    _vifi("index", videos, "--out", index, "--workers", "0")
+    again = _vifi("index", videos, "--out", index, "--workers", "0")
     assert _last_run(index)["failed"] == 1 and _last_run(index)["embedded"] == 0  # tried again, still broken
+    assert "embedded 0 of 1 new or changed (1 new, 0 changed), skipped 36 unchanged, 1 failed" in again.stdout
     (videos / "broken.mp4").unlink()
     _vifi("index", videos, "--out", index, "--workers", "0")
     assert not (index / "failed.txt").exists()

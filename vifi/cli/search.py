@@ -49,9 +49,11 @@ def index_command(
     counts = build_index(paths, out, checkpoint=checkpoint, clip=clip, frames=frames, views=view_pair, batch=batch,
                          workers=workers, backend=backend, device=device, commit_every=commit_every,
                          overwrite=overwrite, prune=prune)
-    console.result(f"{out}: {counts['videos']} videos; this run embedded {counts['embedded']} ({counts['new']} new, "
-                   f"{counts['changed']} changed), skipped {counts['unchanged']} unchanged, {counts['failed']} "
-                   f"failed, {counts['pruned']} pruned")
+    # `new`/`changed` count what this run tried; `embedded` what succeeded (undecodable ones are `failed`).
+    console.result(f"{out}: {counts['videos']} videos; this run embedded {counts['embedded']} of "
+                   f"{counts['new'] + counts['changed']} new or changed ({counts['new']} new, {counts['changed']} "
+                   f"changed), skipped {counts['unchanged']} unchanged, {counts['failed']} failed, "
+                   f"{counts['pruned']} pruned")
 
 
 def search_command(
