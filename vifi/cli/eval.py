@@ -7,9 +7,8 @@ from typing import List, Optional, get_args
 
 import typer
 
-from vifi.cli.options import Backend, Protocol, backend_option
-
-from vifi.cli.options import cache_dir_option
+from vifi.cli.options import (Backend, Protocol, backend_option, batch_option, cache_dir_option, device_option,
+                              frames_option, workers_option)
 
 
 def parse_views(views: str) -> tuple[int, int]:
@@ -40,13 +39,13 @@ def eval_command(
     labels: Optional[str] = typer.Option(None, "--labels", help="label CSV (id,name)"),
     root: Optional[str] = typer.Option(None, "--root", help="video root"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder for results and predictions"),
-    frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: the checkpoint's)"),
+    frames: Optional[int] = frames_option(),
     views: Optional[str] = typer.Option(None, "--views", help="CLIPSxCROPS: 1x1 (default), 4x3 (supervised default)"),
-    batch: int = typer.Option(8, "--batch", help="videos per batch"),
-    workers: int = typer.Option(2, "--workers", help="data-loading processes"),
+    batch: int = batch_option(),
+    workers: int = workers_option(),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile",
                                             help="torch.compile the scoring (default: on CUDA)"),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
+    device: Optional[str] = device_option(),
     vanilla: bool = typer.Option(False, "--vanilla", help="bare class names, no prompt template"),
     reference_multiclip: bool = typer.Option(False, "--reference-multiclip",
                                              help="draw k>1 clips with the training formula (reference behaviour)"),

@@ -19,6 +19,22 @@ def backend_option(default: Optional[str] = "decord", help: str = BACKEND_HELP):
     return typer.Option(default, "--backend", help=help)
 
 
+def frames_option(default: Optional[int] = None, help: str = "frames per clip (default: the checkpoint's)"):
+    return typer.Option(default, "--frames", help=help)
+
+
+def batch_option(default: int = 8):
+    return typer.Option(default, "--batch", help="videos per batch")
+
+
+def workers_option(default: int = 2):
+    return typer.Option(default, "--workers", help="data-loading processes")
+
+
+def device_option(help: str = "cuda | cpu"):
+    return typer.Option(None, "--device", help=help)
+
+
 def report_to_option() -> Optional[str]:
     return typer.Option(None, "--report-to", help="also log to tensorboard and/or wandb (comma-separated; "
                                                   "pip install 'vifi[track]'); sets train.report_to")

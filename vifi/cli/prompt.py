@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from vifi.cli.finetune import train_from_cli
-from vifi.cli.options import cache_dir_option, report_to_option
+from vifi.cli.options import cache_dir_option, device_option, report_to_option
 
 
 def prompt(
@@ -23,7 +23,7 @@ def prompt(
     root: Optional[str] = typer.Option(None, "--root", help="video root (data.root)"),
     preset: Optional[str] = typer.Option(None, "--preset", help="b2n (16/16/9/9) | fewshot (10/10/12/12)"),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="per-device micro-batch"),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
+    device: Optional[str] = device_option(),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
     deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),

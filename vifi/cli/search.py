@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from vifi.cli.options import Backend, backend_option, cache_dir_option
+from vifi.cli.options import (Backend, backend_option, batch_option, cache_dir_option, device_option, frames_option,
+                              workers_option)
 
 
 def index_command(
@@ -18,16 +19,16 @@ def index_command(
                                              help="vifi checkpoint, prompt artifact, run folder or paper .pth "
                                                   "(default for an existing index: the one that built it)"),
     clip: Optional[str] = typer.Option(None, "--clip", help="CLIP weights a paper .pth needs (token table)"),
-    frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: the checkpoint's)"),
+    frames: Optional[int] = frames_option(),
     views: Optional[str] = typer.Option(None, "--views", help="CLIPSxCROPS averaged into one embedding (default 1x1)"),
-    batch: int = typer.Option(8, "--batch", help="videos per batch"),
-    workers: int = typer.Option(2, "--workers", help="data-loading processes"),
+    batch: int = batch_option(),
+    workers: int = workers_option(),
     commit_every: int = typer.Option(64, "--commit-every", help="videos embedded between commits (what a killed "
                                                                 "run keeps)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="rebuild an index made with another checkpoint, "
                                                               "frames or views"),
     prune: bool = typer.Option(False, "--prune", help="remove indexed videos that are no longer on disk"),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
+    device: Optional[str] = device_option(),
     backend: Backend = backend_option(),
     cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
@@ -71,7 +72,7 @@ def search_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write rank,score,path,query,cosine rows (.csv) "
                                                                  "or .json; - writes the CSV to stdout"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
+    device: Optional[str] = device_option(),
 ) -> None:
     from vifi import console
     from vifi.config import check_cli_values

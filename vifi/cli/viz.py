@@ -11,6 +11,7 @@ import numpy as np
 import typer
 
 from vifi import console
+from vifi.cli.options import device_option, frames_option
 
 AttentionMethod = Literal["last", "rollout", "relevance"]
 
@@ -54,8 +55,8 @@ def tsne(
     root: str = typer.Option(..., "--root", help="video root"),
     checkpoint: List[str] = typer.Option(..., "--checkpoint", help="one panel per checkpoint (repeatable)"),
     out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG, embeddings and scores"),
-    frames: Optional[int] = typer.Option(None, "--frames"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    frames: Optional[int] = frames_option(),
+    device: Optional[str] = device_option(),
     clip: Optional[str] = typer.Option(None, "--clip", help="token table for paper .pth checkpoints"),
 ) -> None:
     _need_viz_extra("sklearn")
@@ -96,14 +97,14 @@ def attention(
     video: Path = typer.Argument(..., help="a video file"),
     checkpoint: List[str] = typer.Option(..., "--checkpoint", help="one row per checkpoint (repeatable)"),
     out: Path = typer.Option(Path("viz"), "--out", "-o", help="folder for the PNG and the maps (.npy)"),
-    frames: Optional[int] = typer.Option(8, "--frames", help="frames (columns)"),
+    frames: Optional[int] = frames_option(8, "frames (columns)"),
     method: AttentionMethod = typer.Option("last", "--method", help="last | rollout | relevance (docs/design.md)"),
     label: Optional[str] = typer.Option(None, "--label", help="relevance: the class to explain (default: each "
                                                               "model's predicted class)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="relevance: label CSV of the classes to score "
                                                                 "(default: the checkpoint's own)"),
     classes: Optional[str] = typer.Option(None, "--classes", help='relevance: the classes to score, "a,b,c"'),
-    device: Optional[str] = typer.Option(None, "--device"),
+    device: Optional[str] = device_option(),
     clip: Optional[str] = typer.Option(None, "--clip"),
 ) -> None:
     _need_viz_extra()

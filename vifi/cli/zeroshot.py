@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from vifi.cli.options import Backend, backend_option, cache_dir_option
+from vifi.cli.options import Backend, backend_option, batch_option, cache_dir_option, device_option, frames_option
 
 
 def zeroshot(
@@ -21,7 +21,7 @@ def zeroshot(
                                                             "table a paper .pth needs"),
     arch: str = typer.Option("ViT-B-16", "--arch",
                              help="open_clip architecture of --clip (e.g. ViT-B-16, ViT-L-14), or hf-hub:ORG/NAME"),
-    frames: Optional[int] = typer.Option(None, "--frames", help="frames per clip (default: the checkpoint's)"),
+    frames: Optional[int] = frames_option(),
     views: str = typer.Option("1x1", "--views", help="CLIPSxCROPS: 1x1 or 4x3"),
     top_k: int = typer.Option(5, "--top-k", help="labels shown per video"),
     vanilla: bool = typer.Option(False, "--vanilla", help="bare labels as text, no prompt template"),
@@ -31,8 +31,8 @@ def zeroshot(
                                        help="write video,label,prob rows (.csv) or .json; - writes the CSV to "
                                             "stdout (the table goes to stderr)"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu"),
-    batch: int = typer.Option(4, "--batch", help="videos per batch"),
+    device: Optional[str] = device_option(),
+    batch: int = batch_option(4),
     backend: Backend = backend_option(),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable", help="score the videos that decode; name "
                                                                             "each one that does not on stderr"),
