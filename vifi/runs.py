@@ -72,7 +72,7 @@ def saved_config(out: Path) -> RunConfig:
     return validate_config(yaml.safe_load(path.read_text()), where=str(path))
 
 
-def resume_config(out: Path, overrides: list[str], values: dict[str, Any]) -> RunConfig:
+def resume_config(out: Path, overrides: list[str], values: dict[str, Any], *, say: bool = True) -> RunConfig:
     """The saved config with this command's --set strings and flags applied, if they change nothing that
     training depends on; safe changes (SAFE_ON_RESUME) are applied and said so, any other is refused by name.
 
@@ -93,9 +93,32 @@ def resume_config(out: Path, overrides: list[str], values: dict[str, Any]) -> Ru
         raise VifiError(f"--resume: these values differ from the run's config.yaml in {out} and would change "
                         f"training: {listed}; drop them to continue the run, or start a new run (--overwrite or "
                         "another --out)")
-    if changed:
+    if changed and say:
         console.note("resume: applying " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
     return requested
+
+
+def wants_resume(out: Path, resume: bool, auto_resume: bool, overwrite: bool) -> bool:
+    """--resume, or --auto-resume where the folder holds a checkpoint or a finished run (a requeue of a job that
+    completed must find it complete, not start it again)."""
+    if auto_resume and not overwrite:
+        run = RunFolder(out)
+        return run.started or run.finished
+    return resume
+
+
+def already_complete(out: Path, overrides: list[str], values: dict[str, Any]) -> bool:
+    """A --resume of a finished run is a no-op: the command is still checked against the run's config.yaml (a
+    change that would alter training is refused as for any resume), then one line, and nothing is written or
+    locked, so every file keeps its bytes and mtime (docs/reliability.md)."""
+    run = RunFolder(out)
+    if not run.finished:
+        return False
+    if run.config.is_file():
+        resume_config(out, overrides, values, say=False)
+    console.note(f"{out}: the run is complete ({run.results_json.name} written); nothing to resume, no file "
+                 "changed (pass --overwrite to train it again)")
+    return True
 
 
 def resolve_data(cfg: RunConfig, out: Path) -> RunConfig:

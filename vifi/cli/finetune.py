@@ -9,20 +9,26 @@ from typing import List, Optional
 
 import typer
 
-from vifi.cli.options import BACKEND_HELP, Backend, TrainMode, backend_option, cache_dir_option, report_to_option
+from vifi.cli.options import (BACKEND_HELP, Backend, TrainMode, auto_resume_option, backend_option, cache_dir_option,
+                              report_to_option)
 
 
 def train_from_cli(recipe: str, out: Path, overrides: list[str], *, resume: bool, overwrite: bool,
-                   device: Optional[str], deterministic: bool, values: Optional[dict] = None) -> None:
+                   device: Optional[str], deterministic: bool, values: Optional[dict] = None,
+                   auto_resume: bool = False) -> None:
     """What `finetune` and `prompt` share: config from recipe + --set strings + typed flag values, then the run.
 
     On --resume the saved config is continued; new values that would change training are refused (runs.py).
+    A finished run given --resume/--auto-resume is left as it is (one line, exit 0).
     """
     from vifi.config import check_cli_values, load_config
     from vifi.engine.train import Preempted, exit_code
-    from vifi.runs import resume_config, run_finetune
+    from vifi.runs import already_complete, resume_config, run_finetune, wants_resume
 
     check_cli_values(device=device)
+    resume = wants_resume(out, resume, auto_resume, overwrite)
+    if resume and not overwrite and already_complete(out, overrides, values or {}):
+        return
     cfg = resume_config(out, overrides, values or {}) if resume else load_config(recipe, overrides, values)
     try:
         run_finetune(cfg, out, overwrite=overwrite, resume=resume, device=device, deterministic=deterministic)
@@ -56,24 +62,19 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
     deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),
-    auto_resume: bool = typer.Option(False, "--auto-resume",
-                                     help="--resume when --out has a checkpoint, else start (for requeued jobs)"),
+    auto_resume: bool = auto_resume_option(),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable",
                                           help="evaluate on the val videos that decode (eval.skip_undecodable)"),
     report_to: Optional[str] = report_to_option(),
     cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
-    from vifi.run_folder import RunFolder
-
-    if auto_resume and not overwrite:
-        resume = RunFolder(out).started
     values = {"data.train_list": data, "data.val_list": val, "data.labels": labels, "data.root": root,
               "model.clip": clip, "model.init_from": init_from, "model.train": train_mode,
               "train.micro_batch": _micro_batch(micro_batch), "train.compile": compile_,
               "train.checkpointing": checkpointing or None, "data.backend": backend,
               "eval.skip_undecodable": skip_undecodable or None, "train.report_to": report_to}
     train_from_cli(recipe, out, list(set_ or []), resume=resume, overwrite=overwrite, device=device,
-                   deterministic=deterministic, values=values)
+                   deterministic=deterministic, values=values, auto_resume=auto_resume)
 
 
 def _micro_batch(text: Optional[str]):

@@ -35,6 +35,15 @@ def device_option(help: str = "cuda | cpu"):
     return typer.Option(None, "--device", help=help)
 
 
+def auto_resume_option():
+    return typer.Option(False, "--auto-resume", help="--resume when --out has a checkpoint, else start; a finished "
+                                                     "run is left as it is (for requeued jobs)")
+
+
+def overwrite_option(help: str = "replace an existing output"):
+    return typer.Option(False, "--overwrite", help=help)
+
+
 def report_to_option() -> Optional[str]:
     return typer.Option(None, "--report-to", help="also log to tensorboard and/or wandb (comma-separated; "
                                                   "pip install 'vifi[track]'); sets train.report_to")

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from vifi.cli.finetune import train_from_cli
-from vifi.cli.options import cache_dir_option, device_option, report_to_option
+from vifi.cli.options import auto_resume_option, cache_dir_option, device_option, report_to_option
 
 
 def prompt(
@@ -25,6 +25,7 @@ def prompt(
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="per-device micro-batch"),
     device: Optional[str] = device_option(),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+    auto_resume: bool = auto_resume_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a finished run in --out"),
     deterministic: bool = typer.Option(False, "--deterministic", help="PyTorch determinism switches"),
     report_to: Optional[str] = report_to_option(),
@@ -44,7 +45,7 @@ def prompt(
     values = {"model.init_from": bridge, "data.train_list": data, "data.val_list": val, "data.labels": labels,
               "data.root": root, "train.micro_batch": micro_batch, "train.report_to": report_to}
     train_from_cli(recipe, out, overrides, resume=resume, overwrite=overwrite, device=device,
-                   deterministic=deterministic, values=values)
+                   deterministic=deterministic, values=values, auto_resume=auto_resume)
 
 
 def register(app: typer.Typer) -> None:
