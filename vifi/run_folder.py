@@ -162,7 +162,8 @@ def _lock_owner(fd: int) -> int | None:
     return pid if pid > 0 else None  # -1: an open-file-description lock, no owning process
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process with this pid exists on this host (a zombie counts until reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -180,7 +181,7 @@ def _describe_holder(fd: int, owner: int | None) -> str:
     recorded = f"pid {pid} on {info.get('host')} since {info.get('since')}: {info.get('command')}"
     if info and not here:
         return recorded
-    if info and (pid == owner or (owner is None and isinstance(pid, int) and _alive(pid))):
+    if info and (pid == owner or (owner is None and isinstance(pid, int) and pid_alive(pid))):
         return recorded
     if owner:
         return f"pid {owner} on {socket.gethostname()}, just starting"
