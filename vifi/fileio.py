@@ -150,6 +150,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_cached(path: str | os.PathLike) -> str:
+    """sha256_file, remembered for this process by (real path, size, mtime): a protocol compares one checkpoint
+    with many of its results, and a GB checkpoint should be read once, not once per result."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = sha256_file(real)
+    return _SHA_MEMO[key]
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

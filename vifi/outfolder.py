@@ -67,6 +67,23 @@ def staged_folder(out: Path, flag: str, overwrite: bool, record: str) -> Iterato
         raise
 
 
+@contextmanager
+def replaced_when_done(out: Path, overwrite: bool, record: str, *, active: bool = True) -> Iterator[Path]:
+    """Where an output that may replace an earlier one is written: `out` itself when it holds no earlier result
+    (no `record` file), else (with `overwrite`) a staged sibling swapped in at the end, so the previous result stays
+    whole until the new one is complete and nothing of it survives after (evaluation outputs, --wise-ft α folders
+    included). `active` False (ranks other than 0): `out` is only a name, nothing is written or swapped."""
+    if not active:
+        yield out
+        return
+    if not (out / record).is_file():
+        recover(out)
+        yield out
+        return
+    with staged_folder(out, "--out", overwrite, record) as staging:
+        yield staging
+
+
 def _replace_folder(new: Path, out: Path) -> None:
     if not out.exists():
         os.replace(new, out)

@@ -85,6 +85,45 @@ def class_metrics(predictions: pd.DataFrame, class_names: list[str]) -> tuple[pd
     return per_class, confusion, mean_class
 
 
+def model_record(checkpoint: str | None, *, clip: str | None = None, arch: str | None = None) -> dict[str, Any]:
+    """Which weights: a checkpoint (run folder resolved to its weights file) by sha256, else the CLIP weights asked
+    for (a local file by sha256, an open_clip tag or hub name as given)."""
+    import os
+
+    from vifi.fileio import sha256_cached
+
+    if checkpoint:
+        from vifi.model.checkpoint import resolve_checkpoint
+
+        return {"checkpoint": str(checkpoint), "sha256": sha256_cached(resolve_checkpoint(checkpoint))}
+    return {"clip": clip, "arch": arch, **({"sha256": sha256_cached(clip)} if clip and os.path.isfile(clip) else {})}
+
+
+def inputs_record(model: dict[str, Any], *, data: str, labels: str | None, root: str, entries: list,
+                  **settings: Any) -> dict[str, Any]:
+    """Everything that produced an evaluation's numbers: the model, the list and label files (sha256), the video
+    root, the videos' size and mtime, and the settings (views, frames, text, limit, α …). A result read back
+    instead of recomputed must carry exactly this record (docs/reliability.md, "Results read back")."""
+    import hashlib
+    import os
+
+    from vifi.fileio import sha256_cached
+
+    videos = hashlib.sha256()
+    for entry in entries:
+        st = os.stat(Path(root) / entry.path)
+        videos.update(f"{entry.path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return round_floats({"model": model, "list": {"path": str(data), "sha256": sha256_cached(data)},
+                         "labels": {"path": str(labels), "sha256": sha256_cached(labels) if labels else None},
+                         "root": os.path.realpath(root), "videos": videos.hexdigest()[:32], **settings})
+
+
+def differences(saved: dict[str, Any] | None, wanted: dict[str, Any]) -> list[str]:
+    """The top-level keys of an inputs record that differ (all of them when nothing was saved)."""
+    saved = saved or {}
+    return [k for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+
+
 def device_description(device) -> str:
     import platform
 

@@ -265,24 +265,44 @@ def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, f
     """`frames` None: the checkpoint's; `vanilla`: bare class names instead of the checkpoint's template;
     `limit`: that many videos spread over the list; `overwrite`: replace results already in `out`."""
     from vifi.model.factory import load_for_inference
+    from vifi.outfolder import replaced_when_done
+    from vifi.results import model_record
 
     out = Path(out)
     check_eval_out(out, overwrite)
     names, entries = eval_inputs(data, labels, root, limit)
+    inputs = eval_record(model_record(checkpoint, clip=clip, arch=arch), data, labels, root, entries, clips=clips,
+                         crops=crops, frames=frames, vanilla=vanilla, limit=limit,
+                         reference_multiclip=reference_multiclip)
     runtime = setup_runtime(device, precision)
     model, facts = load_for_inference(checkpoint, clip, arch)  # plain CLIP when no checkpoint (vanilla zero-shot)
     model.to(runtime.device)
-    return evaluate_loaded(model, facts, str(checkpoint or f"plain CLIP {arch} ({clip})"), names, entries, out,
-                           runtime, data=data, root=root, frames=frames, clips=clips, crops=crops, batch=batch,
-                           num_workers=num_workers, vanilla=vanilla, reference_multiclip=reference_multiclip,
-                           show_progress=show_progress, skip_undecodable=skip_undecodable, backend=backend,
-                           limit=limit, compile=compile)
+    with replaced_when_done(out, overwrite, RunFolder(out).results_json.name, active=runtime.is_main) as dest:
+        return evaluate_loaded(model, facts, str(checkpoint or f"plain CLIP {arch} ({clip})"), names, entries, dest,
+                               runtime, data=data, root=root, frames=frames, clips=clips, crops=crops, batch=batch,
+                               num_workers=num_workers, vanilla=vanilla, reference_multiclip=reference_multiclip,
+                               show_progress=show_progress, skip_undecodable=skip_undecodable, backend=backend,
+                               limit=limit, compile=compile, record=inputs)
+
+
+def eval_record(model: dict, data: str, labels: str, root: str, entries: list, *, clips: int, crops: int,
+                frames: int | None = None, vanilla: bool = False, limit: int | None = None,
+                reference_multiclip: bool = False, **extra) -> dict[str, Any]:
+    """The inputs record of one evaluation (vifi/results.py): what a later read-back must match exactly."""
+    from vifi.results import inputs_record
+
+    return inputs_record(model, data=data, labels=labels, root=root, entries=entries, views=f"{clips}x{crops}",
+                         frames=frames, vanilla=vanilla, limit=limit, reference_multiclip=reference_multiclip, **extra)
 
 
 def check_eval_out(out: Path, overwrite: bool) -> None:
-    """An evaluation's --out: writable, and not holding results already unless `overwrite`."""
+    """An evaluation's --out: writable, not holding results already unless `overwrite`, and not a training run
+    (--overwrite replaces the whole folder, which would take the run's checkpoints with it)."""
     check_output_path(out, folder=True)
-    if RunFolder(out).finished and not overwrite:
+    run = RunFolder(out)
+    if run.config.is_file() or run.checkpoints.is_dir():
+        raise VifiError(f"{out} is a training run folder; give the evaluation its own --out (e.g. {out}/eval)")
+    if run.finished and not overwrite:
         raise VifiError(f"{out} already holds results.json; pass --overwrite to replace it or choose another --out")
 
 
@@ -302,9 +322,10 @@ def evaluate_loaded(model, facts, described: str, names: list[str], entries: lis
                     data: str, root: str, frames: int | None = None, clips: int = 1, crops: int = 1, batch: int = 8,
                     num_workers: int = 2, vanilla: bool = False, reference_multiclip: bool = False,
                     show_progress: bool = True, skip_undecodable: bool = False, backend: str = "decord",
-                    limit: int | None = None, compile: bool | None = None, to_stdout: bool = True) -> dict[str, Any]:
+                    limit: int | None = None, compile: bool | None = None, to_stdout: bool = True,
+                    record: dict | None = None) -> dict[str, Any]:
     """Evaluate a model already on `runtime.device` (`facts`: what it was trained with; `described`: what it is, for
-    results.json) and write the evaluation's files into `out`; its table goes to stdout unless `to_stdout` is False
+    results.json; `record`: the inputs record of everything that produced the numbers, see `eval_record`) and write the evaluation's files into `out`; its table goes to stdout unless `to_stdout` is False
     (then it is one part of a larger result, and goes to stderr)."""
     from vifi.model.facts import inference_inputs
 
@@ -319,7 +340,7 @@ def evaluate_loaded(model, facts, described: str, names: list[str], entries: lis
     summary = {**result.summary(), "n_classes": len(names), "views": f"{clips}x{crops}", "frames": inputs.frames,
                "checkpoint": described, "data": str(data),
                "text": "bare class names" if template is None else template,
-               **({"limit": limit} if limit is not None else {})}
+               **({"limit": limit} if limit is not None else {}), **({"inputs": record} if record else {})}
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
         summary = write_eval_outputs(out, result, summary, title=f"evaluation of {described}", class_names=names,

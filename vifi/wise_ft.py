@@ -40,19 +40,13 @@ def alpha_dir(out: Path, alpha: float) -> Path:
     return Path(out) / f"alpha-{alpha_label(alpha)}"
 
 
-def _remove_other_alpha_dirs(out: Path, alphas: list[float]) -> None:
-    """An --overwrite replaces OUT's results; α folders of the replaced run would sit beside a table without them.
-    Only folders named alpha-<α in [0, 1]> are removed (what this module writes), anything else in OUT stays."""
-    import shutil
+def model_a_record(wise: WiseFt) -> dict:
+    """Model A in an inputs record: its weights file by sha256 when it is a path, else the tag as given."""
+    from vifi.results import model_record
 
-    keep = {alpha_dir(out, alpha) for alpha in alphas}
-    for folder in Path(out).glob("alpha-*"):
-        try:
-            value = float(folder.name.removeprefix("alpha-"))
-        except ValueError:
-            continue
-        if folder.is_dir() and 0 <= value <= 1 and folder not in keep:
-            shutil.rmtree(folder)
+    if Path(wise.zero_shot).exists():
+        return model_record(wise.zero_shot)
+    return model_record(None, clip=wise.zero_shot, arch=wise.arch)
 
 
 def resolved_facts(ensemble: WeightEnsemble, frames: int | None, vanilla: bool):
@@ -79,27 +73,45 @@ def run_wise_ft_eval(wise: WiseFt, checkpoint: str, data: str, labels: str, root
     are parts of OUT and are rewritten with it."""
     from vifi.engine.runtime import setup_runtime
     from vifi.fileio import check_output_path
-    from vifi.results import print_table, provenance, write_table
-    from vifi.runs import EVAL_SETTINGS, check_eval_out, eval_inputs, evaluate_loaded
+    from vifi.outfolder import replaced_when_done
+    from vifi.results import model_record
+    from vifi.run_folder import RunFolder
+    from vifi.runs import check_eval_out, eval_inputs
 
     out = Path(out)
     check_eval_out(out, overwrite)
     for alpha in wise.alphas:
         check_output_path(alpha_dir(out, alpha), folder=True)
     names, entries = eval_inputs(data, labels, root, limit)
+    model = {"a": model_a_record(wise), "b": model_record(checkpoint)}
     runtime = setup_runtime(device)
     ensemble = wise.ensemble(wise.load_zero_shot(), checkpoint)
     ensemble.model.to(runtime.device)
     facts = resolved_facts(ensemble, frames, vanilla)
-    if overwrite and runtime.is_main:  # only now, every input checked: the replaced run's other α folders go
-        _remove_other_alpha_dirs(out, wise.alphas)
+    # The whole of OUT (table and α folders) is built beside the previous result and swapped in at the end.
+    with replaced_when_done(out, overwrite, RunFolder(out).results_json.name, active=runtime.is_main) as dest:
+        return _evaluate_alphas(wise, ensemble, facts, names, entries, dest, runtime, model, data=data,
+                                labels=labels, root=root, frames=frames, clips=clips, crops=crops, batch=batch,
+                                num_workers=num_workers, vanilla=vanilla, reference_multiclip=reference_multiclip,
+                                show_progress=show_progress, skip_undecodable=skip_undecodable, backend=backend,
+                                limit=limit, compile=compile)
+
+
+def _evaluate_alphas(wise, ensemble, facts, names, entries, out: Path, runtime, model: dict, *, data, labels, root,
+                     frames, clips, crops, batch, num_workers, vanilla, reference_multiclip, show_progress,
+                     skip_undecodable, backend, limit, compile) -> pd.DataFrame:
+    from vifi.results import print_table, provenance, write_table
+    from vifi.runs import EVAL_SETTINGS, eval_record, evaluate_loaded
+
     rows, last = [], {}
     for alpha in wise.alphas:
+        inputs = eval_record(model, data, labels, root, entries, clips=clips, crops=crops, frames=frames,
+                             vanilla=vanilla, limit=limit, reference_multiclip=reference_multiclip, alpha=alpha)
         last = evaluate_loaded(ensemble.set_alpha(alpha), facts, ensemble.describe(alpha), names, entries,
                                alpha_dir(out, alpha), runtime, data=data, root=root, clips=clips, crops=crops,
                                batch=batch, num_workers=num_workers, reference_multiclip=reference_multiclip,
                                show_progress=show_progress, skip_undecodable=skip_undecodable, backend=backend,
-                               limit=limit, compile=compile, to_stdout=False)
+                               limit=limit, compile=compile, to_stdout=False, record=inputs)
         rows.append({"alpha": alpha, "videos": last["n_videos"], "top1": round(last["top1"], 2),
                      "top5": round(last["top5"], 2), "mean_class_top1": round(last.get("mean_class_top1", 0.0), 2)})
     table = pd.DataFrame(rows)
@@ -124,12 +136,18 @@ def run_wise_ft_protocol(wise: WiseFt, suite, out: Path, *, train: bool = False,
     left to evaluate with it."""
     from vifi.engine.runtime import setup_runtime
     from vifi.protocols.aggregate import summarise
-    from vifi.protocols.runner import finished_result, plan, unit_model, unit_row, validate_inputs
+    from vifi.outfolder import replaced_when_done
+    from vifi.protocols.runner import (check_fine_tunes, finished_result, plan, task_record, unit_model, unit_row,
+                                       validate_inputs)
+    from vifi.results import model_record
+    from vifi.run_folder import RunFolder
     from vifi.runs import eval_inputs, evaluate_loaded
 
     out = Path(out)
     units = plan(suite, train=train)
     validate_inputs(units)
+    check_fine_tunes(units, out, overrides or [])
+    a_record = model_a_record(wise)
     runtime = setup_runtime(device)
     side_a = None
     records: dict[float, list] = {alpha: [] for alpha in wise.alphas}
@@ -140,7 +158,9 @@ def run_wise_ft_protocol(wise: WiseFt, suite, out: Path, *, train: bool = False,
             results = {}
             for task in unit.evals:
                 dest = alpha_dir(out, alpha) / unit.dataset / unit.key / task.role
-                results[task.role] = finished_result(dest)
+                inputs = task_record(task, unit, checkpoint, views, alpha=alpha,
+                                     model={"a": a_record, "b": model_record(checkpoint)})
+                results[task.role] = finished_result(dest, inputs)
                 if results[task.role] is not None:
                     continue
                 if ensemble is None:
@@ -152,10 +172,12 @@ def run_wise_ft_protocol(wise: WiseFt, suite, out: Path, *, train: bool = False,
                     ensemble.set_alpha(alpha)
                     current = alpha
                 names, entries = eval_inputs(task.data, task.labels, unit.root)
-                results[task.role] = evaluate_loaded(
-                    ensemble.model, facts, ensemble.describe(alpha), names, entries, dest, runtime, data=task.data,
-                    root=unit.root, clips=views[0], crops=views[1], batch=batch, num_workers=num_workers,
-                    show_progress=show_progress, to_stdout=False)
+                with replaced_when_done(dest, True, RunFolder(dest).results_json.name,
+                                        active=runtime.is_main) as where:
+                    results[task.role] = evaluate_loaded(
+                        ensemble.model, facts, ensemble.describe(alpha), names, entries, where, runtime,
+                        data=task.data, root=unit.root, clips=views[0], crops=views[1], batch=batch,
+                        num_workers=num_workers, show_progress=show_progress, to_stdout=False, record=inputs)
             records[alpha].append(unit_row(unit, checkpoint, results, extra={"alpha": alpha}))
         if ensemble is not None:
             ensemble.model.to("cpu")  # the next seed's B takes its place on the device
@@ -173,12 +195,14 @@ def run_and_report_wise_ft(wise: WiseFt, suite, out: Path, **kwargs) -> tuple[pd
     per_alpha = run_wise_ft_protocol(wise, suite, out, **kwargs)
     views = kwargs.get("views", (1, 1))
     for alpha, (runs, summary) in per_alpha.items():
-        write_report(alpha_dir(out, alpha), suite.protocol, runs, summary, views)
+        write_report(alpha_dir(out, alpha), suite.protocol, runs, summary, views, device=kwargs.get("device"))
     runs = pd.concat([r for r, _ in per_alpha.values()], ignore_index=True)
     summary = pd.concat([s.assign(alpha=alpha)[["alpha", *s.columns]] for alpha, (_, s) in per_alpha.items()],
                         ignore_index=True)
     write_report(out, suite.protocol, runs, summary, views,
-                 extra={"wise_ft": {"alphas": wise.alphas, "a": wise.zero_shot}},
+                 extra={"wise_ft": {"alphas": wise.alphas, "a": wise.zero_shot,
+                                    "a_sha256": model_a_record(wise).get("sha256")}},
+                 device=kwargs.get("device"),
                  heading="WiSE-FT: one aggregated row per alpha, (1 - alpha) * A + alpha * B")
     print_table(runs[[c for c in runs.columns if c != "checkpoint" and "top5" not in c]],
                 f"{suite.protocol}: per alpha and split/seed", to_stdout=False)

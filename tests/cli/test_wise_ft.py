@@ -100,7 +100,8 @@ def test_alpha_0_is_the_zero_shot_clip_and_alpha_1_the_checkpoint(models, demo_d
 
 
 def test_overwrite_with_other_alphas_leaves_only_their_folders(models, demo_data, tmp_path):
-    """`--overwrite` replaces the results: α folders of the earlier run would sit beside a table that lacks them."""
+    """`--overwrite` replaces the results: α folders of the earlier run would sit beside a table that lacks them.
+    The whole folder is replaced (built beside it, swapped in at the end), as prepare/splits outputs are."""
     from vifi.wise_ft import WiseFt, run_wise_ft_eval
 
     data = dict(data=str(demo_data["val_list"]), labels=str(demo_data["labels"]), root=str(demo_data["root"]))
@@ -108,10 +109,9 @@ def test_overwrite_with_other_alphas_leaves_only_their_folders(models, demo_data
     out = tmp_path / "w"
     run_wise_ft_eval(WiseFt([0.0, 1.0], str(models / "a.safetensors"), "any"), str(models / "b.safetensors"),
                      out=out, **data, **common)
-    (out / "alpha-notes").mkdir()  # not an α folder: the user's, kept
     run_wise_ft_eval(WiseFt([0.5], str(models / "a.safetensors"), "any"), str(models / "b.safetensors"),
                      out=out, overwrite=True, **data, **common)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["alpha-0.5", "alpha-notes"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["alpha-0.5"]
     assert pd.read_csv(out / "results.csv")["alpha"].tolist() == [0.5]
 
 

@@ -26,7 +26,7 @@ def run_and_report(suite: Suite, out: Path, **kwargs) -> tuple[pd.DataFrame, pd.
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs, summary = run_protocol(suite, out, **kwargs)
-    write_report(out, suite.protocol, runs, summary, kwargs.get("views", (1, 1)))
+    write_report(out, suite.protocol, runs, summary, kwargs.get("views", (1, 1)), device=kwargs.get("device"))
     print_table(runs[[c for c in runs.columns if c != "checkpoint" and "top5" not in c]],
                 f"{suite.protocol}: per split/seed")
     print_table(shown(summary), f"{suite.protocol}: aggregated")
@@ -39,8 +39,12 @@ def shown(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_report(out: Path, protocol: str, runs: pd.DataFrame, summary: pd.DataFrame, views, *,
-                 extra: dict | None = None, heading: str | None = None) -> None:
-    """`extra`: more top-level keys of results.json; `heading`: a line under the title of results.md."""
+                 extra: dict | None = None, heading: str | None = None, device: str | None = None) -> None:
+    """`extra`: more top-level keys of results.json; `heading`: a line under the title of results.md; `device`:
+    the --device given (None: the one chosen automatically), for the provenance block every results.json has."""
+    from vifi.engine.runtime import resolve_device
+    from vifi.results import provenance
+
     write_text_atomic(out / "runs.csv", runs.to_csv(index=False))
     run = RunFolder(out)
     write_text_atomic(run.results_csv, summary.to_csv(index=False))
@@ -51,4 +55,7 @@ def write_report(out: Path, protocol: str, runs: pd.DataFrame, summary: pd.DataF
     write_text_atomic(run.results_md, md)
     write_json_atomic(run.results_json, {
         "protocol": protocol, "views": f"{views[0]}x{views[1]}", "reported": "last epoch", **(extra or {}),
-        "summary": json.loads(summary.to_json(orient="records")), "runs": json.loads(runs.to_json(orient="records"))})
+        "summary": json.loads(summary.to_json(orient="records")), "runs": json.loads(runs.to_json(orient="records")),
+        "provenance": provenance(device=resolve_device(device), config={
+            "protocol": protocol, "views": f"{views[0]}x{views[1]}", **(extra or {}),
+            "runs": json.loads(runs.to_json(orient="records"))})})

@@ -3,6 +3,10 @@
 Layout under OUT: `<dataset>/<split|seed-k|K-k>/train` (a normal run folder, resumable) and `.../<role>` (one
 `vifi eval` folder per list). Finished pieces are reused, so re-running the same command continues a chain that was
 stopped: a training run continues from its last checkpoint, finished evaluations are read back, not redone.
+A piece is reused only when it was made from the same inputs: an evaluation's results.json carries an inputs record
+(model sha256, lists, root, videos' size and mtime, views …) that must match, else it is evaluated again and
+replaced whole; a fine-tune's config.yaml must match the recipe and --set values, else the run is refused before
+any work (docs/reliability.md, "Results read back").
 """
 
 from __future__ import annotations
@@ -135,6 +139,7 @@ def run_protocol(suite: Suite, out: Path, *, train: bool = False, overrides: lis
                  show_progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     units = plan(suite, train=train)
     validate_inputs(units)
+    check_fine_tunes(units, out, overrides or [])
     records = []
     for unit in units:
         unit_dir = out / unit.dataset / unit.key
@@ -167,16 +172,66 @@ def unit_row(unit: Unit, checkpoint: str, results: dict[str, dict], extra: dict 
     return row
 
 
-def finished_result(out: Path) -> dict | None:
-    """The results.json of an evaluation folder that finished (what a rerun reads back instead of recomputing)."""
+def finished_result(out: Path, wanted: dict) -> dict | None:
+    """The results.json of an evaluation folder that finished from exactly the `wanted` inputs record (what a rerun
+    reads back instead of recomputing); None, with a notice naming what differs, when it was made otherwise."""
     import json
 
+    from vifi.results import differences
+
     run = RunFolder(out)
-    return json.loads(run.results_json.read_text()) if run.finished else None
+    if not run.finished:
+        return None
+    try:
+        done = json.loads(run.results_json.read_text())
+    except ValueError:
+        done = {}
+    differ = differences(done.get("inputs"), wanted)
+    if not differ:
+        return done
+    console.note(f"{out}: its results were made from other inputs ({', '.join(differ)}); evaluating again")
+    return None
+
+
+def task_record(task: EvalTask, unit: Unit, checkpoint: str, views, **extra) -> dict:
+    """The inputs record an evaluation of `task` with `checkpoint` gets (vifi/runs.py eval_record)."""
+    from vifi.results import model_record
+    from vifi.runs import eval_inputs, eval_record
+
+    _, entries = eval_inputs(task.data, task.labels, unit.root)
+    model = extra.pop("model", None) or model_record(checkpoint)
+    return eval_record(model, task.data, task.labels, unit.root, entries, clips=views[0], crops=views[1], **extra)
+
+
+def check_fine_tunes(units: list[Unit], out: Path, overrides: list[str]) -> None:
+    """Before any work: a fine-tune folder this command would continue or read back must have been started with
+    this recipe and these --set values (keys that change only speed or logging aside); else one error line."""
+    from vifi.config import flatten
+    from vifi.runs import SAFE_ON_RESUME, saved_config
+
+    for unit in units:
+        run_dir = out / unit.dataset / unit.key / "train"
+        if not unit.train or not RunFolder(run_dir).config.is_file():
+            continue
+        wanted, saved = flatten(_train_config(unit, overrides)), flatten(saved_config(run_dir))
+        differ = [k for k, v in wanted.items() if k not in SAFE_ON_RESUME and v != "auto" and saved.get(k) != v]
+        if differ:
+            listed = ", ".join(f"{k} ({saved.get(k)!r} there, {wanted[k]!r} now)" for k in differ[:4])
+            raise VifiError(f"{run_dir} was fine-tuned with other settings: {listed}"
+                            f"{f' and {len(differ) - 4} more' if len(differ) > 4 else ''}; rerun with the same "
+                            "--recipe and --set values to continue, or give another --out")
+
+
+def _train_config(unit: Unit, overrides: list[str]):
+    from vifi.config import load_config
+
+    t = unit.train
+    return load_config(t["recipe"], list(overrides) + [
+        f"data.train_list={t['train_list']}", f"data.val_list={t['val_list']}", f"data.labels={t['labels']}",
+        f"data.root={unit.root}", "data.demo=false"])
 
 
 def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progress):
-    from vifi.config import load_config
     from vifi.runs import run_finetune, saved_config
 
     run = RunFolder(run_dir)
@@ -187,13 +242,7 @@ def _train(unit: Unit, run_dir: Path, overrides: list[str], device, show_progres
         done = json.loads(run.results_json.read_text())
         return str(run_dir), {**done, "data": unit.train["val_list"]}
     resume = run.started
-    if resume:
-        cfg = saved_config(run_dir)
-    else:
-        t = unit.train
-        cfg = load_config(t["recipe"], list(overrides) + [
-            f"data.train_list={t['train_list']}", f"data.val_list={t['val_list']}", f"data.labels={t['labels']}",
-            f"data.root={unit.root}", "data.demo=false"])
+    cfg = saved_config(run_dir) if resume else _train_config(unit, overrides)
     console.note(f"{unit.dataset} {unit.key}: {'resuming' if resume else 'training'} {cfg.name} in {run_dir}")
     result = run_finetune(cfg, run_dir, resume=resume, device=device, show_progress=show_progress)
     return str(run_dir), {**result, "data": unit.train["val_list"], "views": f"{cfg.eval.final_clips or cfg.eval.clips}x"
@@ -207,8 +256,8 @@ def _evaluate(task: EvalTask, unit: Unit, checkpoint: str, out: Path, train_resu
     if train_result is not None and train_result.get("data") == task.data and \
             train_result.get("views") == f"{views[0]}x{views[1]}":
         return train_result  # the fine-tune's last-epoch evaluation is this very evaluation
-    done = finished_result(out)
+    done = finished_result(out, task_record(task, unit, checkpoint, views))
     if done is not None:
         return done
     return run_eval(checkpoint, task.data, task.labels, unit.root, out, clips=views[0], crops=views[1], batch=batch,
-                    num_workers=num_workers, device=device, show_progress=show_progress)
+                    num_workers=num_workers, device=device, show_progress=show_progress, overwrite=True)
