@@ -111,8 +111,12 @@ def inputs_record(model: dict[str, Any], *, data: str, labels: str | None, root:
 
     videos = hashlib.sha256()
     for entry in entries:
-        st = os.stat(Path(root) / entry.path)
-        videos.update(f"{entry.path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        try:
+            st = os.stat(Path(root) / entry.path)
+            stamp = f"{st.st_size}\t{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"  # the reader that follows names it; the record only has to differ
+        videos.update(f"{entry.path}\t{stamp}\n".encode())
     return round_floats({"model": model, "list": {"path": str(data), "sha256": sha256_cached(data)},
                          "labels": {"path": str(labels), "sha256": sha256_cached(labels) if labels else None},
                          "root": os.path.realpath(root), "videos": videos.hexdigest()[:32], **settings})

@@ -10,15 +10,17 @@ import torch
 import torch.nn.functional as F
 
 
-def cache_key(checkpoint: str, data: str, frames: int | None) -> str:
-    from vifi.fileio import sha256_file
-    from vifi.model.checkpoint import resolve_checkpoint
+def cache_key(checkpoint: str, data: str, frames: int | None, root: str, entries: list,
+              clip: str | None = None) -> str:
+    """Everything the embeddings depend on (vifi/results.py inputs_record: the checkpoint's sha256, the list, the
+    root, the videos' size and mtime, frames, --clip), so another --root or a changed video is computed anew."""
+    import json
 
-    digest = hashlib.sha256()
-    digest.update(sha256_file(resolve_checkpoint(checkpoint)).encode())
-    digest.update(Path(data).read_bytes())
-    digest.update(str(frames or "checkpoint's").encode())
-    return digest.hexdigest()[:16]
+    from vifi.results import inputs_record, model_record
+
+    record = inputs_record(model_record(checkpoint), data=data, labels=None, root=root, entries=entries,
+                           frames=frames, clip=clip, views="1x1 centre")
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -36,7 +38,7 @@ def embed_videos(checkpoint: str, data: str, root: str, *, frames: int | None, c
 
     entries = read_annotation_list(data)
     labels = np.array([e.label for e in entries])
-    path = Path(cache_dir) / f"embeddings-{cache_key(checkpoint, data, frames)}.npy"
+    path = Path(cache_dir) / f"embeddings-{cache_key(checkpoint, data, frames, root, entries, clip)}.npy"
     if path.is_file():  # before building the model: a cached figure costs nothing
         return np.load(path), labels
     model, facts = build_from_checkpoint(checkpoint, clip=clip)
