@@ -1,13 +1,17 @@
 """Atomic file writes: temp file in the same folder, fsync, rename. A reader never sees half a file.
 
 Outputs that are not regular files (`-` for stdout, a FIFO, /dev/stdout, a terminal) are written through instead:
-renaming over them would replace the device or pipe with a regular file (docs/reliability.md).
+renaming over them would replace the device or pipe with a regular file (docs/reliability.md). So are paths that
+name a file descriptor (/dev/stdout, /dev/fd/N, /proc/self/fd/N, or a link to one) whatever the descriptor is
+connected to, a regular file included (`> log`, cron, Slurm --output): the bytes go to that descriptor, at its
+offset, and the link is never renamed over (as root, that would replace the system's /dev/stdout).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -48,11 +52,39 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 STDOUT = "-"
+_STD_NAMES = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_FD_PATH = re.compile(r"/(?:proc/(?:self|thread-self|(?P<pid>\d+))|dev)/fd/(?P<fd>\d+)")
+
+
+def descriptor_of(path: str | os.PathLike) -> tuple[int | None, int] | None:
+    """(pid or None for this process, fd) when `path` names a file descriptor, directly or through symbolic links;
+    else None. The links are followed one at a time: resolving /proc/self/fd/1 whole would give the file behind it."""
+    if str(path) == STDOUT:
+        return None, 1
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on nested links
+        if current in _STD_NAMES:
+            return None, _STD_NAMES[current]
+        match = _FD_PATH.fullmatch(current)
+        if match:
+            pid = int(match["pid"]) if match["pid"] else None
+            return (None if pid == os.getpid() else pid), int(match["fd"])
+        if not os.path.islink(current):
+            return None
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return None
+
+
+def is_stdout(path: str | os.PathLike | None) -> bool:
+    """The output is this process's stdout (`-`, /dev/stdout, /proc/self/fd/1 or a link to one): what goes there
+    must be the output alone, so tables move to stderr."""
+    return path is not None and descriptor_of(path) == (None, 1)
 
 
 def is_stream(path: str | os.PathLike) -> bool:
-    """`-` (stdout) or an existing path that is not a regular file (FIFO, character device, socket)."""
-    if str(path) == STDOUT:
+    """`-` (stdout), a path naming a file descriptor, or an existing path that is not a regular file (FIFO,
+    character device, socket)."""
+    if str(path) == STDOUT or descriptor_of(path) is not None:
         return True
     try:
         mode = os.stat(path).st_mode
@@ -68,21 +100,38 @@ def _written_through(path: Path) -> Iterator[Path]:
         tmp = Path(folder) / "out"
         tmp.touch()
         yield tmp
-        if str(path) == STDOUT:
-            sys.stdout.flush()
-            with open(tmp, "rb") as src:
-                shutil.copyfileobj(src, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+        named = descriptor_of(path)
+        if named is not None and named[0] is None:  # one of this process's descriptors: write to it as it is
+            _write_to_descriptor(named[1], tmp)
+        elif named is not None:  # another process's descriptor: open it anew, appending (never truncating)
+            with open(tmp, "rb") as src, open(path, "ab") as dst:
+                shutil.copyfileobj(src, dst)
         else:
             with open(tmp, "rb") as src, open(path, "wb") as dst:  # no O_TRUNC trouble: FIFOs/devices ignore it
                 shutil.copyfileobj(src, dst)
 
 
-def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str = "--out") -> None:
+def _write_to_descriptor(fd: int, source: Path) -> None:
+    """The bytes of `source` written to `fd` at its current offset (after whatever Python buffered for it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    with open(source, "rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            view = memoryview(block)
+            while view:
+                view = view[os.write(fd, view):]
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str = "--out",
+                      overwrite: bool | None = None) -> None:
     """Refuse an output that cannot be written, before any work: one error naming the flag and what to do.
 
-    `folder`: the output is a folder (run / eval outputs) rather than one file. Streams (`-`, FIFOs, devices) are
-    fine for file outputs. Permissions: os.access on the nearest existing folder (root passes it anywhere, so a
+    `folder`: the output is a folder (run / eval outputs) rather than one file. Streams (`-`, FIFOs, devices,
+    descriptors) are fine for file outputs. `overwrite` (file outputs of commands with an --overwrite flag): False
+    refuses an existing regular file, so nothing the user had is replaced without --overwrite (README). Permissions: os.access on the nearest existing folder (root passes it anywhere, so a
     read-only file system is checked with statvfs too); a regular file on the way fails for everyone.
     """
     path = Path(path)
@@ -96,6 +145,8 @@ def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str = "--o
             raise VifiError(f"{flag} {path} is a file, not a folder; choose a folder for the outputs")
         if not folder and path.is_dir():
             raise VifiError(f"{flag} {path} is a folder; give a file name")
+        if not folder and overwrite is False:
+            raise VifiError(f"{flag} {path} exists; pass --overwrite to replace it, or choose another {flag}")
     existing = path if (folder and path.is_dir()) else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

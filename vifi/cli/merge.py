@@ -37,9 +37,7 @@ def merge(
     value = given[0]
     if out.suffix != ".safetensors":
         raise VifiError(f"--out {out} must end in .safetensors")
-    check_output_path(out, folder=False)
-    if out.exists() and not overwrite:
-        raise VifiError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
+    check_output_path(out, folder=False, overwrite=overwrite)
     side_a = load_side(a, "A", clip=clip, arch=arch)
     side_b = load_side(b, "B", clip=clip, arch=arch)
     for role, side in (("A", side_a), ("B", side_b)):

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from vifi.cli.options import (Backend, backend_option, batch_option, cache_dir_option, device_option, frames_option,
-                              workers_option)
+                              overwrite_option, workers_option)
 
 
 def index_command(
@@ -72,12 +72,13 @@ def search_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write rank,score,path,query,cosine rows (.csv) "
                                                                  "or .json; - writes the CSV to stdout"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
+    overwrite: bool = overwrite_option("replace an existing --out file"),
     device: Optional[str] = device_option(),
 ) -> None:
     from vifi import console
     from vifi.config import check_cli_values
     from vifi.errors import VifiError
-    from vifi.fileio import STDOUT, check_output_path, write_text_atomic
+    from vifi.fileio import check_output_path, is_stdout, write_text_atomic
     from vifi.search.query import print_results, render, search
 
     if top_k < 1:
@@ -86,11 +87,11 @@ def search_command(
     if not all(texts):
         raise VifiError("a query is empty; give the text to search for, e.g. \"a person juggling\"")
     check_cli_values(device=device)
-    to_stdout = out is not None and str(out) == STDOUT
+    to_stdout = is_stdout(out)
     if as_json and to_stdout:
         raise VifiError("--json and --out - both print on stdout; give one of them")
     if out is not None:
-        check_output_path(out, folder=False)
+        check_output_path(out, folder=False, overwrite=overwrite)
     table = search(index, texts, top_k=top_k, use_template=use_template, cosine=cosine, checkpoint=checkpoint,
                    device=device)
     # stdout carries one thing: the JSON, the CSV (--out -) or else the table; the table then moves to stderr.

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from vifi.cli.options import Backend, backend_option, batch_option, cache_dir_option, device_option, frames_option
+from vifi.cli.options import (Backend, backend_option, batch_option, cache_dir_option, device_option, frames_option,
+                              overwrite_option)
 
 
 def zeroshot(
@@ -31,6 +32,7 @@ def zeroshot(
                                        help="write video,label,prob rows (.csv) or .json; - writes the CSV to "
                                             "stdout (the table goes to stderr)"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
+    overwrite: bool = overwrite_option("replace an existing --out file"),
     device: Optional[str] = device_option(),
     batch: int = batch_option(4),
     backend: Backend = backend_option(),
@@ -41,7 +43,7 @@ def zeroshot(
     from vifi.cli.eval import check_backend, parse_views
     from vifi.config import check_cli_values
     from vifi.errors import VifiError
-    from vifi.fileio import STDOUT, check_output_path
+    from vifi.fileio import check_output_path, is_stdout
     from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
     from vifi.zeroshot import classify, collect_videos, parse_labels, print_top_k, write_output
@@ -52,11 +54,11 @@ def zeroshot(
     if top_k < 1:
         raise VifiError("--top-k must be at least 1")
     check_cli_values(frames=frames, batch=batch, device=device, template=template)
-    to_stdout = out is not None and str(out) == STDOUT
+    to_stdout = is_stdout(out)
     if as_json and to_stdout:
         raise VifiError("--json and --out - both print on stdout; give one of them")
     if out is not None:
-        check_output_path(out, folder=False)  # before any decoding: a bad --out must not cost the computation
+        check_output_path(out, folder=False, overwrite=overwrite)  # before any decoding: a bad --out costs nothing
     paths = collect_videos(videos)
     model, facts = load_for_inference(checkpoint, clip, arch)
     inputs = inference_inputs(facts, frames=frames, template=template, vanilla=vanilla)
