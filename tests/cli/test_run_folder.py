@@ -4,6 +4,7 @@ after every new input is checked, --resume refuses changes that would alter trai
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,11 +152,20 @@ def test_resume_refuses_training_changes_and_applies_safe_ones(finished, demo_da
     line = _one_error_line(refused.stderr)
     assert "train.lr" in line and "data.frames" in line and "data.num_workers" not in line
     assert (finished / "config.yaml").read_bytes() == config
-    # A short command (recipe defaults differ from the saved run) is not a change; a safe key is applied and said.
-    ok = _vifi("finetune", "demo", "--out", finished, "--resume", "--set", "train.log_every=3")
+    # A finished run is complete: a requeue with a safe change says so and changes nothing.
+    done = _vifi("finetune", "demo", "--out", finished, "--resume", "--set", "train.log_every=3")
+    assert done.returncode == 0 and "complete" in done.stderr, done.stderr
+    assert (finished / "config.yaml").read_bytes() == config
+    # A run not finished yet (its results.json gone): a short command (recipe defaults differ from the saved run) is
+    # not a change; a safe key is applied and said.
+    unfinished = finished.parent / "unfinished"
+    shutil.copytree(finished, unfinished)
+    (unfinished / "results.json").unlink()
+    ok = _vifi("finetune", "demo", "--out", unfinished, "--resume", "--set", "train.log_every=3")
     assert ok.returncode == 0, ok.stderr
     assert "resume: applying train.log_every 10 -> 3" in ok.stderr
-    assert "log_every: 3" in (finished / "config.yaml").read_text()
+    assert "log_every: 3" in (unfinished / "config.yaml").read_text()
+    assert (unfinished / "results.json").is_file()
 
 
 def test_resume_config_compares_only_what_the_command_gives(tmp_path):
