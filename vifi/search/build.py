@@ -123,7 +123,7 @@ def embed_and_commit(folder: IndexFolder, info: dict, todo: list[Video], changed
     pending: list[IndexEntry] = []
     pending_rows: list[torch.Tensor] = []
     failed: list[tuple[str, str]] = []
-    videos_pending = embedded = 0
+    videos_pending = embedded = short = 0
 
     def flush():
         vectors = torch.cat(pending_rows)
@@ -154,6 +154,7 @@ def embed_and_commit(folder: IndexFolder, info: dict, todo: list[Video], changed
                 else:
                     pending += [IndexEntry(video.path, video.size, video.mtime_ns, s, e)
                                 for s, e in zip(one["starts"], one["ends"])]
+                    short += len(one["starts"]) == 1 and one["ends"][0] < window
                     frames_all = one["frames"]
                     for b in range(0, len(frames_all), batch):
                         pending_rows.append(video_embeddings(model, frames_all[b:b + batch], runtime))
@@ -166,7 +167,7 @@ def embed_and_commit(folder: IndexFolder, info: dict, todo: list[Video], changed
     if pending:
         flush()
         embedded += videos_pending
-    return embedded, failed
+    return embedded, failed, short
 
 
 def build_index(paths: list[Path], out: Path, *, checkpoint: str | None, clip: str | None, frames: int | None,
@@ -274,7 +275,7 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
     work = plan(keys, videos, prune)
     if work.pruned:
         folder.delete(work.pruned)
-    embedded, failed = embed_and_commit(folder, info, work.todo, {v.path for v in work.changed}, model, runtime,
+    embedded, failed, short = embed_and_commit(folder, info, work.todo, {v.path for v in work.changed}, model, runtime,
                                         frames=inputs.frames, input_size=inputs.input_size, views=views,
                                         window=window, stride=stride, batch=batch, workers=workers, backend=backend,
                                         commit_every=commit_every, bank=bank, scale=scale)
@@ -305,7 +306,8 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
                      f"{work.missing[0]}); they stay in the index, `vifi search` leaves them out, --prune removes them")
     if window is not None:
         console.note(f"notice: {counts['videos']} videos in {folder.count()} windows of {window:g} s (stride "
-                     f"{stride:g} s); a video shorter than a window is one window")
+                     f"{stride:g} s)" + (f"; {short} video(s) of this run shorter than the window are one window "
+                                         "each" if short else ""))
     if ann:
         console.note(f"notice: {ann}")
     return counts
