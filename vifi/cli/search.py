@@ -50,7 +50,7 @@ def index_command(
     if commit_every < 1:
         raise VifiError(f"--commit-every {commit_every}: must be at least 1")
     view_pair = parse_views(views) if views is not None else None
-    window, stride = check_window(window, stride)
+    window = check_window(window, stride)[0]  # the stride stays as given: an index rerun keeps its recorded one
     check_output_path(out, folder=True)
     paths = collect_videos(videos)
     counts = build_index(paths, out, checkpoint=checkpoint, clip=clip, frames=frames, views=view_pair, batch=batch,

@@ -235,8 +235,9 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
         for flag, asked, built in (("--frames", frames, old["frames"]), ("--views", _views_text(views), old["views"]),
                                    ("--window", window, old.get("window")), ("--stride", stride, old.get("stride"))):
             if asked is not None and asked != built:
-                raise VifiError(f"--out {folder.path} was indexed with {flag} {built}, not {asked}; embeddings of "
-                                "both kinds would not compare: pass --overwrite to rebuild it, or choose another --out")
+                raise VifiError(f"--out {folder.path} was indexed {_flag_text(flag, built, 'without')}, not "
+                                f"{_flag_text(flag, asked)}; embeddings of both kinds would not compare: pass "
+                                "--overwrite to rebuild it, or choose another --out")
         frames, views, clip = old["frames"], _parse_views_text(old["views"]), clip or old.get("clip")
         window, stride = old.get("window"), old.get("stride")
         table = old["table"]
@@ -249,6 +250,7 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
         weights = resolve_checkpoint(checkpoint).resolve()
         sha = sha256_file(weights)
         views = views or (1, 1)
+        stride = stride or window  # default: windows side by side
         table = IndexFolder.new_table_name()
     if window is not None and views[0] != 1:
         raise VifiError(f"--views {_views_text(views)} with --window: a window is one clip; give --views 1x1 or "
@@ -311,6 +313,14 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
     if ann:
         console.note(f"notice: {ann}")
     return counts
+
+
+def _flag_text(flag: str, value, none: str = "") -> str:
+    """'with --frames 4', 'with --window 2' (seconds without '.0'), 'without --window'."""
+    if value is None:
+        return f"{none} {flag}".strip()
+    shown = f"{value:g}" if isinstance(value, float) else value
+    return f"with {flag} {shown}" if none else f"{flag} {shown}"
 
 
 def _views_text(views: tuple[int, int] | None) -> str | None:

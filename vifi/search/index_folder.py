@@ -221,13 +221,16 @@ class IndexFolder:
         done = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy create_index signature; cleanup_older_than=0 (see below)
+            # Compaction, new rows into an existing ANN index, and the files of every older version removed (we
+            # hold the lock: no other writer; a search still reading a removed version re-reads the latest,
+            # vifi/search/query.py). Lance writes the merged ANN index as a new version after that removal, so the
+            # previous index's files stay until the next run (docs/search.md: disk). Then, once the table is big
+            # enough, the index is built over the compacted files.
+            table.optimize(cleanup_older_than=timedelta(0))
             if not indexed and rows >= ANN_MIN_ROWS:
                 table.create_index(metric="dot", vector_column_name="vector", index_type="IVF_FLAT",
-                                   num_partitions=max(1, int(rows ** 0.5)))
+                                   num_partitions=max(1, int(rows ** 0.5)), sample_rate=64, max_iterations=25)
                 done = f"built an approximate-search index over {rows} rows"
-            # Compaction, new rows into the ANN index, old versions' files removed (a search reading one of them
-            # then re-reads the latest: vifi/search/query.py).
-            table.optimize(cleanup_older_than=timedelta(0))
         return done
 
     def remove_other_tables(self, keep: str, legacy: bool = False) -> None:
