@@ -171,7 +171,7 @@ def print_timeline(table: pd.DataFrame) -> None:
     from rich.table import Table
 
     from vifi import console
-    from vifi.search.query import _clock
+    from vifi.search.windows import clock
 
     shown = unique_suffixes(list(dict.fromkeys(table["video"])))
     out = Table(title="most probable label per window")
@@ -179,7 +179,7 @@ def print_timeline(table: pd.DataFrame) -> None:
         out.add_column(column, justify="right" if column in ("start", "end", "prob") else "left")
     last = None
     for row in table.itertuples(index=False):
-        out.add_row(shown[row.video] if row.video != last else "", _clock(row.start), _clock(row.end), row.label,
+        out.add_row(shown[row.video] if row.video != last else "", clock(row.start), clock(row.end), row.label,
                     f"{row.prob:.4f}")
         last = row.video
     console.print_rich(out, to_stdout=True)

@@ -109,6 +109,14 @@ def test_incremental_runs_embed_only_new_and_changed_videos_and_rows_match_a_nai
     np.testing.assert_allclose(final[str(b.resolve())], naive, atol=1e-5)
     assert np.allclose(np.linalg.norm(np.stack(list(final.values())), axis=1), 1, atol=1e-5)
 
+    # `vifi search … | head -c 1`: the reader closes the pipe after the first table; the command ends quietly, 0
+    reader = subprocess.Popen([sys.executable, "-m", "vifi", "search", *[f"query {i}" for i in range(40)],
+                               "--index", str(index), "--top-k", "38"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert reader.stdout.read(1)
+    reader.stdout.close()
+    assert reader.wait(timeout=600) == 0 and reader.stderr.read() == b""
+
 
 def test_odd_names_round_trip_and_scores_match_a_hand_computation(demo_data, checkpoint, tmp_path):
     src = sorted(demo_data["root"].rglob("*.mp4"))

@@ -67,3 +67,15 @@ def test_the_shortest_unique_suffix_tells_same_named_videos_apart():
                                                                        "/e/x/blue/test_000.mp4"]
     assert unique_suffixes(paths) == {paths[0]: "videos/blue/test_000.mp4", paths[1]: "red/test_000.mp4",
                                       paths[2]: "test_001.mp4", paths[3]: "x/blue/test_000.mp4"}
+
+
+def test_the_zeroshot_table_names_same_named_videos_by_their_folders(capsys):
+    import pandas as pd
+
+    from vifi.zeroshot import print_top_k
+
+    table = pd.DataFrame({"video": ["/d/blue/test_000.mp4", "/d/red/test_000.mp4"], "label": ["a", "b"],
+                          "prob": [0.6, 0.7]})
+    print_top_k(table, 1)
+    shown = capsys.readouterr().out
+    assert "blue/test_000.mp4" in shown and "red/test_000.mp4" in shown

@@ -49,7 +49,8 @@ def zeroshot(
     from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
     from vifi.search.windows import check_window
-    from vifi.zeroshot import classify, collect_videos, parse_labels, print_timeline, print_top_k, timeline, write_output
+    from vifi.zeroshot import (classify, collect_videos, parse_labels, print_timeline, print_top_k, timeline,
+                               write_output)
 
     check_backend(backend)
     names = parse_labels(labels, labels_file)

@@ -63,7 +63,8 @@ def build(folder: Path, rows: int, dim: int, seed: int = 0) -> dict:
     optimise = time.perf_counter() - t
     # The first commit creates the table: the first and last full-size appends are compared (median of 3 each).
     first = commits[1:4] if len(commits) > 3 else commits
-    return {"commit_s_first": round(float(np.median(first)), 4), "commit_s_last": round(float(np.median(commits[-3:])), 4),
+    return {"commit_s_first": round(float(np.median(first)), 4),
+            "commit_s_last": round(float(np.median(commits[-3:])), 4),
             "commits": len(commits), "build_s": round(time.perf_counter() - started, 1),
             "optimize_s": round(optimise, 1)}
 

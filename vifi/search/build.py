@@ -182,7 +182,9 @@ def build_index(paths: list[Path], out: Path, *, checkpoint: str | None, clip: s
     """
     from vifi.errors import VifiError
     from vifi.run_folder import RunFolder
+    from vifi.search.index_folder import lancedb
 
+    lancedb()  # missing: one line before any work
     folder = IndexFolder(out)
     foreign = folder.foreign_files()
     if foreign:

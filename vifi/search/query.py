@@ -198,6 +198,7 @@ def print_results(table: pd.DataFrame) -> None:
     from rich.table import Table
 
     from vifi import console
+    from vifi.search.windows import clock
 
     moments = "start" in output_columns(table)
     for query, group in table.groupby("query", sort=False):
@@ -210,16 +211,9 @@ def print_results(table: pd.DataFrame) -> None:
             out.add_column("start", justify="right")
             out.add_column("end", justify="right")
         for row in group.itertuples(index=False):
-            times = [_clock(row.start), _clock(row.end)] if moments else []
+            times = [clock(row.start), clock(row.end)] if moments else []
             out.add_row(str(row.rank), f"{row.score:.4f}", f"{row.cosine:.4f}", _shown(row.path), *times)
         console.print_rich(out, to_stdout=True)
-
-
-def _clock(seconds: float) -> str:
-    """1:02:03.5 / 2:03.5: a player's position."""
-    minutes, sec = divmod(float(seconds), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return (f"{hours}:{minutes:02d}:" if hours else f"{minutes}:") + f"{sec:04.1f}"
 
 
 def _shown(path: str) -> str:

@@ -122,5 +122,12 @@ class WindowClips(Dataset):
                 "index": index, "failed": ""}
 
 
+def clock(seconds: float) -> str:
+    """1:02:03.5 / 2:03.5: a position as a player shows it."""
+    minutes, sec = divmod(float(seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return (f"{hours}:{minutes:02d}:" if hours else f"{minutes}:") + f"{sec:04.1f}"
+
+
 def collate_windows(items: list[dict]) -> list[dict]:
     return items  # videos hold different numbers of windows: the consumer batches windows itself
