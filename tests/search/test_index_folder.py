@@ -146,3 +146,18 @@ def test_foreign_files_are_what_an_index_does_not_hold(tmp_path):
     assert folder.foreign_files() == []
     (tmp_path / "notes.txt").write_text("mine")
     assert folder.foreign_files() == ["notes.txt"]
+
+
+def test_optimize_removes_what_a_killed_append_wrote_and_no_version_names(tmp_path):
+    import shutil
+
+    folder, info = _store(tmp_path)
+    _commit(folder, info, ["/a.mp4"], _rows(1))
+    data = folder.path / f"{info['table']}.lance" / "data"
+    (written,) = list(data.iterdir())
+    stray = data / ("0" * 8 + written.name[8:])  # a data file whose manifest never came (kill mid-append)
+    shutil.copy(written, stray)
+    _commit(folder, info, ["/b.mp4"], _rows(1, seed=1))
+    folder.optimize()
+    assert not stray.exists() and sorted(folder.keys()) == ["/a.mp4", "/b.mp4"]
+    assert len(folder.table().list_versions()) == 1

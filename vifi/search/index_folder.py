@@ -226,7 +226,7 @@ class IndexFolder:
             # vifi/search/query.py). Lance writes the merged ANN index as a new version after that removal, so the
             # previous index's files stay until the next run (docs/search.md: disk). Then, once the table is big
             # enough, the index is built over the compacted files.
-            table.optimize(cleanup_older_than=timedelta(0))
+            table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)  # a killed append's files too
             if not indexed and rows >= ANN_MIN_ROWS:
                 table.create_index(metric="dot", vector_column_name="vector", index_type="IVF_FLAT",
                                    num_partitions=max(1, int(rows ** 0.5)), sample_rate=64, max_iterations=25)
