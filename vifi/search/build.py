@@ -291,7 +291,12 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
         folder.remove_other_tables(keep=_raw_info(folder).get("table", ""))  # drop the new, keep the old whole
         raise VifiError(f"none of the {len(paths)} videos could be decoded (first: {failed[0][1] if failed else '?'})"
                         f"; --overwrite left the index {folder.path} as it was")
-    ann = folder.optimize()
+    # A rerun that changed nothing leaves the store as it is (Lance rewrites the ANN index at every optimise); a
+    # store some killed run left unoptimised (its version is not the one recorded) is optimised now.
+    ann = None
+    if embedded or work.pruned or stale or folder.version() != (old or {}).get("optimized_version", -1):
+        ann = folder.optimize()
+    info["optimized_version"] = folder.version()
     total = len(folder.keys())
     folder.write_failed(failed)
     counts = {"embedded": embedded, "new": len(work.new), "changed": len(work.changed),

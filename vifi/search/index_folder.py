@@ -134,6 +134,11 @@ class IndexFolder:
             self._table = db.create_table(name, schema=_schema(create_dim))
         return self._table
 
+    def version(self) -> int | None:
+        """The table's current Lance version (None before its first commit)."""
+        table = self.table()
+        return None if table is None else table.version
+
     def count(self) -> int:
         table = self.table()
         return 0 if table is None else table.count_rows()
