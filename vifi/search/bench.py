@@ -62,7 +62,7 @@ def build(folder: Path, rows: int, dim: int, seed: int = 0) -> dict:
     store.optimize()
     optimise = time.perf_counter() - t
     # The first commit creates the table: the first and last full-size appends are compared (median of 3 each);
-    # commit_s_max is a commit that also compacted (every COMPACT_EVERY appends).
+    # commit_s_max: the slowest append.
     first = commits[1:4] if len(commits) > 3 else commits
     return {"commit_s_first": round(float(np.median(first)), 4),
             "commit_s_last": round(float(np.median(commits[-3:])), 4), "commit_s_max": round(max(commits), 2),

@@ -39,7 +39,6 @@ _TABLE = re.compile(r"^rows-[0-9a-f]{8}\.lance$")
 ANN_MIN_ROWS = 50_000
 ANN_PROBES = 20  # partitions searched per query; recall measured in docs/search.md
 INDEX_CACHE_BYTES = 256 << 20
-COMPACT_EVERY = 200  # appends between compactions during a run (a commit's cost grows with the files it lists)
 
 
 def lancedb():
@@ -77,7 +76,6 @@ class IndexFolder:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._table = None
-        self._appends = 0  # appends since this process last compacted
 
     info_file = property(lambda self: self.path / "index.json")
     failed = property(lambda self: self.path / "failed.txt")
@@ -212,19 +210,6 @@ class IndexFolder:
             "end": pa.array([r.end for r in rows], pa.float64()),
             "offset": pa.array(offsets.astype(np.float32)),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(augmented.ravel()), dim + 1)}, schema=_schema(dim)))
-        self._appends += 1
-        if self._appends >= COMPACT_EVERY:
-            self.compact()
-
-    def compact(self) -> None:
-        """Merge the appended files. Each Lance version's manifest lists every data file, so without this an
-        append costs O(appends so far): measured 0.04 s -> 0.16 s over 1,000 appends (docs/search.md)."""
-        from datetime import timedelta
-
-        self._appends = 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # cleanup_older_than=0: we hold the lock (see optimize)
-            self.table().optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
 
     def delete(self, paths: set[str] | list[str], chunk: int = 500) -> None:
         """Remove every row of these paths (all windows of a video): one Lance deletion per `chunk` paths."""
