@@ -28,19 +28,24 @@ VideoLike = Union[str, os.PathLike, torch.Tensor]
 
 def load(checkpoint: str | os.PathLike | None = None, *, clip: str | None = None, arch: str = "ViT-B-16",
          device: str | None = None, frames: int | None = None, template: str | None = None,
-         vanilla: bool = False) -> "Model":
+         vanilla: bool = False, cache_dir: str | os.PathLike | None = None) -> "Model":
     """A frozen model ready for inference.
 
     `checkpoint`: a run folder, a vifi `.safetensors`, a prompt artifact, a paper `.pth` (with `clip=`, the CLIP
     weights its token table comes from) or `hf-hub:ORG/NAME[/FILE]`; None with `clip=` alone: plain CLIP.
     `device`: None = CUDA when present, else CPU. `frames`, `template`, `vanilla`: as the CLI flags, overriding
-    the checkpoint's facts (with the same notice on stderr).
+    the checkpoint's facts (with the same notice on stderr). `cache_dir`: where Hub and open_clip downloads are
+    looked up and stored (`--cache-dir`; default the Hugging Face cache, HF_HOME / HF_HUB_CACHE).
     """
     from vifi.config import check_cli_values
     from vifi.model.factory import load_for_inference
     from vifi.model.facts import inference_inputs
 
     check_cli_values(frames=frames, device=device, template=template)
+    if cache_dir is not None:
+        from vifi.model.pretrained import set_cache_dir
+
+        set_cache_dir(cache_dir)
     net, facts = load_for_inference(None if checkpoint is None else str(checkpoint), clip, arch)
     return Model(net, facts, inference_inputs(facts, frames=frames, template=template, vanilla=vanilla), device)
 

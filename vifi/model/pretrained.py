@@ -92,7 +92,7 @@ def fetch_hub_checkpoint(spec: str) -> Path:
     if len(parts) < 2 or any(p in (".", "..") for p in parts):
         raise CheckpointError(f"{what}: name a Hub repository as hf-hub:ORG/NAME (or hf-hub:ORG/NAME/FILE.safetensors)")
     files = ["/".join(parts[2:])] if len(parts) > 2 else list(HUB_CHECKPOINT_FILES)
-    return hub_file("/".join(parts[:2]), files, what)
+    return hub_file("/".join(parts[:2]), files, what, local="--checkpoint PATH")
 
 
 def hub_model_config(model_id: str, what: str) -> dict[str, Any]:
@@ -105,8 +105,9 @@ def hub_model_config(model_id: str, what: str) -> dict[str, Any]:
     return config.get("model_cfg", config)
 
 
-def hub_file(repo_id: str, candidates: list[str], what: str) -> Path:
-    """The first of `candidates` in `repo_id`: cached, else downloaded after a quick reachability check."""
+def hub_file(repo_id: str, candidates: list[str], what: str, local: str = "--clip PATH") -> Path:
+    """The first of `candidates` in `repo_id`: cached, else downloaded after a quick reachability check (`local`:
+    the flag of a local file, the error's last advice)."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     for name in candidates:
@@ -115,7 +116,7 @@ def hub_file(repo_id: str, candidates: list[str], what: str) -> Path:
             return Path(hit)
     from huggingface_hub import constants
 
-    _require_reachable(constants.ENDPOINT, what, f"{repo_id} on the Hugging Face Hub")
+    _require_reachable(constants.ENDPOINT, what, f"{repo_id} on the Hugging Face Hub", local)
     from huggingface_hub.errors import EntryNotFoundError
 
     for name in candidates:
@@ -128,10 +129,10 @@ def hub_file(repo_id: str, candidates: list[str], what: str) -> Path:
     raise CheckpointError(f"{what}: {repo_id} holds none of {', '.join(candidates)}")
 
 
-def _require_reachable(url: str, what: str, where: str) -> None:
+def _require_reachable(url: str, what: str, where: str, local: str = "--clip PATH") -> None:
     """Fail at once, with the whole reason, when the weights are not cached and cannot be downloaded."""
     advice = ("connect once to download them, point --cache-dir at a folder that holds them, or pass a local "
-              "weight file with --clip PATH")
+              f"weight file with {local}")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise CheckpointError(f"{what}: {where} is not in the cache ({_cache_description()}) and HF_HUB_OFFLINE is set; "
                         + advice)
