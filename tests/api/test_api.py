@@ -2,8 +2,6 @@
 stores, encode_text = the normalised text tower through the template; README's "From Python" block runs as
 written; mistakes raise the typed vifi.errors exceptions with the CLI's one-line messages."""
 
-import csv
-import io
 import re
 import shutil
 import subprocess
@@ -17,26 +15,19 @@ import torch.nn.functional as F
 
 import vifi
 from tests.conftest import write_video
+from tests.search.test_index_cli import _tiny_checkpoint as tiny_checkpoint
 from vifi.data.demo import class_names
 from vifi.errors import CheckpointError, InputError, VideoError, VifiError
-from vifi.model.backbone import TINY_CLIP, build_clip
-from vifi.model.checkpoint import save_weights
-from vifi.model.vifi_clip import ViFiCLIP
+from vifi.model.backbone import TINY_CLIP
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SAME = 1e-5  # float32 over batches of other sizes (docs/search.md's index tests measured up to 3.5e-6)
 
 
-def tiny_checkpoint(path, seed=0):
-    torch.manual_seed(seed)
-    save_weights(path, ViFiCLIP(build_clip(TINY_CLIP), TINY_CLIP), {"frames": 4, "input_size": 64,
-                                                                    "class_names": class_names()})
-    return path
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+    """The index tests' tiny model: 4 frames of 64 px, the demo's class names."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("api") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -193,3 +193,42 @@ def test_cli_refuses_a_non_local_bind_without_a_token_before_loading(tiny_index,
 
     assert is_local("127.0.0.1") and is_local("::1") and is_local("localhost") and is_local("127.1.2.3")
     assert not is_local("0.0.0.0") and not is_local("192.168.1.2") and not is_local("example.com")
+
+
+def test_vifi_serve_process_answers_and_a_busy_port_is_one_line(tiny_index):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    index = tiny_index[0]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = vifi_cli("serve", index, "--port", busy.getsockname()[1], check=False)
+        assert taken.returncode == 2 and taken.stderr.strip().count("\n") == 0
+        assert "cannot listen there" in taken.stderr
+        free = socket.socket()
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+        free.close()
+    server = subprocess.Popen([sys.executable, "-m", "vifi", "serve", str(index), "--port", str(port), "--device",
+                               "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                info = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=2))
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.2)
+        assert info["videos"] == len(tiny_index[2])
+        hits = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?q=a+red+circle&k=3"))
+        assert len(hits["hits"]) == 3
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=20)
+    assert f"({len(tiny_index[2])} videos) at http://127.0.0.1:{port}/" in out

@@ -34,12 +34,11 @@ def check_settings(host: str, port: int, token: str | None, max_upload_mb: float
 
 
 def require_serve_extra() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise VifiError(f"vifi serve needs FastAPI and uvicorn ({exc.name} is missing): pip install 'vifi[serve]'") \
-            from None
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise VifiError(f"vifi serve needs FastAPI and uvicorn ({missing[0]} is missing): pip install 'vifi[serve]'")
 
 
 def serve(index: Path, *, checkpoint: str | None, host: str, port: int, token: str | None, max_upload_mb: float,
