@@ -118,11 +118,93 @@ def classify(videos: list[Path], names: list[str], model, inputs: InferenceInput
     return pd.DataFrame(rows, columns=["video", "label", "prob"])
 
 
+@torch.no_grad()
+def timeline(videos: list[Path], names: list[str], model, inputs: InferenceInputs, *, window: float, stride: float,
+             views: tuple[int, int], device: str | None, batch: int = 4, num_workers: int = 0,
+             backend: str = "decord", skip_undecodable: bool = False) -> pd.DataFrame:
+    """One row per window of each video: video, start, end, label, prob (the window's most probable label).
+
+    Windows on the video's real timestamps, frames sampled inside each window as a clip is
+    (vifi/search/windows.py); probabilities as `classify` computes them, per window.
+    """
+    from vifi.data.dataset import ClipSpec
+    from vifi.engine.evaluate import class_text_features, view_scores_fn
+    from vifi.engine.loaders import make_loader
+    from vifi.engine.runtime import setup_runtime
+    from vifi.search.windows import WindowClips, collate_windows
+
+    runtime = setup_runtime(device, "auto")
+    model.to(runtime.device).eval()
+    text = class_text_features(model, names, inputs.template, runtime)
+    dataset = WindowClips([str(p.resolve()) for p in videos], ClipSpec(inputs.frames, inputs.input_size, backend),
+                          window, stride, *views)
+    forward = view_scores_fn(model, runtime)
+    rows, failed, short = [], [], 0
+    for (item,) in make_loader(dataset, batch_size=1, workers=num_workers, device=runtime.device,
+                               collate_fn=collate_windows):
+        if item["failed"]:
+            failed.append(item["failed"])
+            continue
+        frames = item["frames"]
+        short += len(item["starts"]) == 1 and item["ends"][0] < window
+        probs = torch.cat([forward(frames[b:b + batch].to(runtime.device), text).cpu()
+                           for b in range(0, len(frames), batch)]) / (views[0] * views[1])
+        for start, end, row in zip(item["starts"], item["ends"], probs):
+            best = int(torch.argmax(row))
+            rows.append({"video": str(videos[item["index"]]), "start": start, "end": end, "label": names[best],
+                         "prob": round(float(row[best]), 6)})
+    if failed and not skip_undecodable:
+        raise VifiError(failed[0] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
+                        + "; pass --skip-undecodable to score the others")
+    from vifi import console
+
+    for message in failed:
+        console.warn(f"skipped: {message}")
+    if failed and len(failed) == len(videos):
+        raise VifiError(f"none of the {len(videos)} videos could be decoded")
+    if short:
+        console.note(f"notice: {short} video(s) shorter than --window {window:g} s are one window each")
+    return pd.DataFrame(rows, columns=["video", "start", "end", "label", "prob"])
+
+
+def print_timeline(table: pd.DataFrame) -> None:
+    from rich.table import Table
+
+    from vifi import console
+    from vifi.search.windows import clock
+
+    shown = unique_suffixes(list(dict.fromkeys(table["video"])))
+    out = Table(title="most probable label per window")
+    for column in ("video", "start", "end", "label", "prob"):
+        out.add_column(column, justify="right" if column in ("start", "end", "prob") else "left")
+    last = None
+    for row in table.itertuples(index=False):
+        out.add_row(shown[row.video] if row.video != last else "", clock(row.start), clock(row.end), row.label,
+                    f"{row.prob:.4f}")
+        last = row.video
+    console.print_rich(out, to_stdout=True)
+
+
+def unique_suffixes(paths: list[str]) -> dict[str, str]:
+    """Each path shown by its shortest trailing part that no other path ends with: the demo's six
+    `*/test_000.mp4` read `blue_square_spinning/test_000.mp4`, … (a lone name stays bare)."""
+    parts = {p: Path(p).parts for p in paths}
+    out = {}
+    for path, mine in parts.items():
+        for n in range(1, len(mine) + 1):
+            tail = mine[-n:]
+            if not any(other != path and theirs[-n:] == tail for other, theirs in parts.items()):
+                break
+        out[path] = str(Path(*tail))
+    return out
+
+
 def print_top_k(table: pd.DataFrame, k: int) -> None:
     from rich.table import Table
 
     from vifi import console
 
+    shown = unique_suffixes(list(dict.fromkeys(table["video"])))
     out = Table(title=f"top-{k} labels per video")
     out.add_column("video")
     out.add_column("rank", justify="right")
@@ -130,16 +212,19 @@ def print_top_k(table: pd.DataFrame, k: int) -> None:
     out.add_column("prob", justify="right")
     for video, group in table.groupby("video", sort=False):
         for rank, row in enumerate(group.head(k).itertuples(index=False), start=1):
-            out.add_row(Path(video).name if rank == 1 else "", str(rank), row.label, f"{row.prob:.4f}")
+            out.add_row(shown[video] if rank == 1 else "", str(rank), row.label, f"{row.prob:.4f}")
     console.print_rich(out, to_stdout=True)
 
 
 def render_output(table: pd.DataFrame, as_json: bool) -> str:
-    """video,label,prob CSV rows, or JSON: one object per video with its labels, most probable first."""
+    """video,label,prob CSV rows (video,start,end,label,prob for a timeline), or JSON: one object per video with
+    its labels, most probable first (or its windows in time order)."""
     import json
 
     if as_json:
-        grouped = [{"video": v, "labels": g[["label", "prob"]].to_dict(orient="records")}
+        keep = [c for c in table.columns if c != "video"]
+        what = "windows" if "start" in table else "labels"
+        grouped = [{"video": v, what: g[keep].to_dict(orient="records")}
                    for v, g in table.groupby("video", sort=False)]
         return json.dumps(grouped, indent=2) + "\n"
     return table.to_csv(index=False)

@@ -63,7 +63,7 @@ def _last_run(index):
 
 
 def _by_path(index):
-    entries, emb = IndexFolder(index).read()
+    entries, emb, _ = IndexFolder(index).read()
     return {e.path: emb[i] for i, e in enumerate(entries)}
 
 
@@ -74,7 +74,7 @@ def test_incremental_runs_embed_only_new_and_changed_videos_and_rows_match_a_nai
     assert _last_run(index) == {"embedded": 36, "new": 36, "changed": 0, "unchanged": 0, "failed": 0,
                                 "missing": 0, "pruned": 0, "videos": 36}
     first = _by_path(index)
-    assert len(list((index / "embeddings").iterdir())) == 1  # compacted at the end
+    assert len(list(index.glob("rows-*.lance"))) == 1 and len(IndexFolder(index).table().list_versions()) == 1
 
     out = _vifi("index", videos, "--out", index, "--workers", "0")  # the index remembers its checkpoint
     assert _last_run(index)["embedded"] == 0 and _last_run(index)["unchanged"] == 36
@@ -109,6 +109,14 @@ def test_incremental_runs_embed_only_new_and_changed_videos_and_rows_match_a_nai
     np.testing.assert_allclose(final[str(b.resolve())], naive, atol=1e-5)
     assert np.allclose(np.linalg.norm(np.stack(list(final.values())), axis=1), 1, atol=1e-5)
 
+    # `vifi search … | head -c 1`: the reader closes the pipe after the first table; the command ends quietly, 0
+    reader = subprocess.Popen([sys.executable, "-m", "vifi", "search", *[f"query {i}" for i in range(40)],
+                               "--index", str(index), "--top-k", "38"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert reader.stdout.read(1)
+    reader.stdout.close()
+    assert reader.wait(timeout=600) == 0 and reader.stderr.read() == b""
+
 
 def test_odd_names_round_trip_and_scores_match_a_hand_computation(demo_data, checkpoint, tmp_path):
     src = sorted(demo_data["root"].rglob("*.mp4"))
@@ -120,8 +128,8 @@ def test_odd_names_round_trip_and_scores_match_a_hand_computation(demo_data, che
     index = tmp_path / "idx"
     listing = "".join(f"{folder / n}\n" for n in names)
     _vifi("index", "-", "--checkpoint", checkpoint, "--out", index, "--workers", "0", stdin=listing)
-    manifest = [json.loads(line)["path"] for line in (index / "manifest.jsonl").read_text("utf-8").splitlines()]
-    assert manifest == [str((folder / n).resolve()) for n in names]
+    manifest = sorted(IndexFolder(index).keys())
+    assert manifest == sorted(str((folder / n).resolve()) for n in names)
 
     query = "a red circle sliding across"
     proc = _vifi("search", query, "--index", index, "--top-k", "10", "--out", "-")
@@ -144,6 +152,9 @@ def test_odd_names_round_trip_and_scores_match_a_hand_computation(demo_data, che
     assert [r["path"] for r in rows] == sorted(manifest, key=naive.get, reverse=True)
     assert [float(r["score"]) for r in rows] == pytest.approx([naive[r["path"]] for r in rows], abs=1e-4)
     assert [float(r["cosine"]) for r in rows] == pytest.approx([cos[r["path"]] for r in rows], abs=1e-5)
+    entries, vectors, offsets = IndexFolder(index).read()  # the offset stored at index time = the on-the-fly one
+    on_the_fly = np.log(np.exp(scale * vectors @ texts[1:].T).sum(axis=1))
+    np.testing.assert_allclose(offsets, on_the_fly, rtol=1e-5)
     plain = list(csv.DictReader(io.StringIO(_vifi("search", query, "--index", index, "--cosine", "--out", "-").stdout)))
     assert [r["path"] for r in plain] == sorted(manifest, key=cos.get, reverse=True)
     assert [float(r["score"]) for r in plain] == pytest.approx([cos[r["path"]] for r in plain], abs=1e-5)
@@ -151,6 +162,9 @@ def test_odd_names_round_trip_and_scores_match_a_hand_computation(demo_data, che
     as_json = json.loads(_vifi("search", query, "other words", "--index", index, "--top-k", "2", "--json").stdout)
     assert [q["query"] for q in as_json] == [query, "other words"] and len(as_json[0]["results"]) == 2
     assert as_json[0]["results"][0]["path"] == rows[0]["path"]
+    from_stdin = json.loads(_vifi("search", "-", "--index", index, "--top-k", "2", "--json",
+                                  stdin=f"{query}\n\nother words\n").stdout)  # one query a line, as `index -` reads
+    assert from_stdin == as_json
 
 
 def test_undecodable_videos_are_listed_and_retried_and_vanished_ones_left_out_or_pruned(videos, checkpoint, tmp_path):
@@ -177,6 +191,14 @@ def test_undecodable_videos_are_listed_and_retried_and_vanished_ones_left_out_or
     _vifi("index", videos, "--out", index, "--workers", "0", "--prune")
     assert _last_run(index)["pruned"] == 1 and top[0] not in _by_path(index)
 
+    good, garbage = _files(index), tmp_path / "garbage"  # --overwrite on inputs that all fail keeps the index
+    garbage.mkdir()
+    for i in range(2):
+        (garbage / f"bad{i}.mp4").write_bytes(b"not a video" * 50)
+    proc = _vifi("index", garbage, "--out", index, "--overwrite", "--workers", "0", check=False)
+    assert proc.returncode == 2 and "none of the 2 videos could be decoded" in proc.stderr, proc.stderr
+    assert _files(index) == good
+
 
 def _linked_videos(demo_data, folder, n):
     """`n` hard links to the demo videos: many files to embed, no extra disk."""
@@ -187,12 +209,19 @@ def _linked_videos(demo_data, folder, n):
     return folder
 
 
-def _wait_for_commits(proc, manifest, lines):
+def _committed(index):
+    try:
+        return len(IndexFolder(index).keys())
+    except Exception:  # noqa: BLE001 - not created yet, or a version being written
+        return 0
+
+
+def _wait_for_commits(proc, index, lines):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if manifest.is_file() and len(manifest.read_text().splitlines()) >= lines:
+        if _committed(index) >= lines:
             return
-        time.sleep(0.005)
+        time.sleep(0.01)
     raise AssertionError(f"no {lines} committed videos while the run was alive (exit {proc.poll()})")
 
 
@@ -203,7 +232,7 @@ def test_a_second_index_run_is_refused_naming_the_holder_which_then_completes(de
                               "--out", str(index), "--workers", "0", "--batch", "1", "--commit-every", "4"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_commits(first, index / "manifest.jsonl", 4)
+        _wait_for_commits(first, index, 4)
         os.kill(first.pid, signal.SIGSTOP)  # holds the lock, mid-run, until the second run has been answered
         before = _files(index)
         second = _vifi("index", videos, "--out", index, check=False)
@@ -225,10 +254,10 @@ def test_kill_of_the_process_group_mid_run_keeps_the_committed_work_and_a_rerun_
     args = [sys.executable, "-m", "vifi", "index", str(videos), "--checkpoint", str(checkpoint), "--out",
             str(index), "--workers", "1", "--batch", "2", "--commit-every", "4"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_for_commits(proc, index / "manifest.jsonl", 12)
+    _wait_for_commits(proc, index, 12)
     os.killpg(proc.pid, signal.SIGKILL)  # the main process and its loader worker, at whatever they were doing
     proc.wait()
-    kept, emb = IndexFolder(index).read()  # consistent: every row the manifest names is there
+    kept, emb, _ = IndexFolder(index).read()  # consistent: every committed row is whole
     assert 12 <= len(kept) < 120 and len(kept) % 4 == 0 and emb.shape == (len(kept), 64)
 
     out = _vifi("index", videos, "--out", index, "--workers", "0")
@@ -240,7 +269,8 @@ def test_kill_of_the_process_group_mid_run_keeps_the_committed_work_and_a_rerun_
     assert resumed.keys() == uninterrupted.keys()
     for path, row in uninterrupted.items():
         np.testing.assert_allclose(resumed[path], row, atol=SAME)
-    assert len(list((index / "embeddings").iterdir())) == 1 and not list(index.glob(".*.tmp"))
+    assert len(list(index.glob("rows-*.lance"))) == 1 and not list(index.glob(".*.tmp"))
+    assert len(IndexFolder(index).table().list_versions()) == 1  # the killed run's versions cleaned up
 
 
 def test_bad_inputs_are_one_line_exit_2_before_any_change(videos, checkpoint, tmp_path):
@@ -260,14 +290,22 @@ def test_bad_inputs_are_one_line_exit_2_before_any_change(videos, checkpoint, tm
         (["search", "   ", "--index", index], "a query is empty"),
         (["search", "spin " * 80, "--index", index], "query longer than 77 tokens"),  # a query, not a class prompt
         (["index", videos, "--checkpoint", other, "--out", index], "is not the one index"),
-        (["index", videos, "--out", index, "--frames", "6"], "--frames 4, not 6"),
-        (["index", videos, "--out", index, "--views", "2x3"], "--views 1x1, not 2x3"),
+        (["index", videos, "--out", index, "--frames", "6"], "with --frames 4, not --frames 6"),
+        (["index", videos, "--out", index, "--views", "2x3"], "with --views 1x1, not --views 2x3"),
         (["index", videos, "--out", notes, "--checkpoint", checkpoint], "not part of a vifi index"),
         (["index", videos, "--out", tmp_path / "new", "--checkpoint", tmp_path / "nope.safetensors"],
          "checkpoint not found"),
         (["index", videos, "--out", tmp_path / "new2"], "give --checkpoint"),
         (["index", tmp_path / "missing.mp4", "--out", index], "video not found"),
         (["index", videos, "--out", index, "--commit-every", "0"], "--commit-every 0"),
+        (["index", videos, "--out", index, "--window", "0"], "--window 0"),
+        (["index", videos, "--out", index, "--window", "2", "--stride", "3"], "longer than --window"),
+        (["index", videos, "--out", index, "--window", "2"], "indexed without --window"),
+        (["search", "x", "--index", index, "--no-merge"], "holds whole videos"),
+        (["search", "-", "--index", index], "stdin held none"),
+        (["zeroshot", one, "--checkpoint", own, "--labels", "a,b", "--window", "-1"], "--window -1"),
+        (["zeroshot", one, "--checkpoint", own, "--labels", "a,b", "--window", "1", "--views", "2x1"],
+         "a window is one clip"),
     ]
     for args, needle in cases:
         proc = _vifi(*args, check=False)
@@ -286,3 +324,15 @@ def test_bad_inputs_are_one_line_exit_2_before_any_change(videos, checkpoint, tm
     assert proc.returncode == 2 and "is not the one index" in proc.stderr, proc.stderr
     _vifi("index", videos, "--out", index, "--overwrite", "--workers", "0")  # rebuilt with the model now there
     assert _last_run(index)["embedded"] == 36 and _last_run(index)["videos"] == 36
+    assert len(list(index.glob("rows-*.lance"))) == 1  # the old table went at the swap
+
+    old = tmp_path / "old-format"  # an index of the previous format: refused, or rebuilt by --overwrite
+    old.mkdir()
+    (old / "index.json").write_text(json.dumps({"format": "vifi-index/1", "checkpoint": str(own)}))
+    (old / "manifest.jsonl").write_text("")
+    for args in (["search", "x", "--index", old], ["index", one, "--out", old]):
+        proc = _vifi(*args, check=False)
+        assert proc.returncode == 2 and "older vifi" in proc.stderr and "--overwrite" in proc.stderr, proc.stderr
+    _vifi("index", one, "--out", old, "--overwrite", "--workers", "0")
+    assert sorted(p.name for p in old.iterdir() if not p.name.startswith(".")) == ["index.json",
+                                                                                  *[p.name for p in old.glob("rows-*")]]

@@ -241,3 +241,37 @@ def eval_(
     _json_only(as_json)
     _run_model_bench("eval", arch, frames, batch, classes, 0, "frozen", compile_, False, compare_reference, device,
                      precision, steps, warmup, peak)
+
+
+@bench_app.command("search", help="The search store at scale: append cost at the start and end of a build, query "
+                                  "latency, recall@10 against exact search, peak RSS of searching, disk."
+                                  "\n\nExample: vifi bench search --rows 100000 --dim 512 --json")
+def search(
+    rows: int = typer.Option(100_000, "--rows", help="synthetic rows (videos or windows) to build"),
+    dim: int = typer.Option(512, "--dim", help="embedding dimension"),
+    queries: int = typer.Option(100, "--queries", help="timed queries (after one warm-up)"),
+    folder: Optional[Path] = typer.Option(None, "--folder", help="where to build the store (default: a temporary "
+                                                                 "folder, removed after)"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    _json_only(as_json)
+    import tempfile
+
+    from vifi.errors import VifiError
+    from vifi.search.bench import run
+
+    for flag, value, least in (("--rows", rows, 10), ("--dim", dim, 2), ("--queries", queries, 1)):
+        if value < least:
+            raise VifiError(f"{flag} {value}: must be at least {least}")
+    if folder is not None and folder.exists():
+        raise VifiError(f"--folder {folder} exists; give a new folder (the bench builds its store there)")
+    keep = folder is not None
+    target = folder if keep else Path(tempfile.mkdtemp(prefix="vifi-bench-search-")) / "store"
+    try:
+        record = run(target, rows, dim, queries, keep=keep)
+    finally:
+        if not keep:
+            import shutil
+
+            shutil.rmtree(target.parent, ignore_errors=True)
+    _emit(record)

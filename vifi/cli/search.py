@@ -28,6 +28,10 @@ def index_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="rebuild an index made with another checkpoint, "
                                                               "frames or views"),
     prune: bool = typer.Option(False, "--prune", help="remove indexed videos that are no longer on disk"),
+    window: Optional[float] = typer.Option(None, "--window", help="embed each SECONDS-long window of a video (moments: "
+                                                                  "`vifi search` then returns start and end)"),
+    stride: Optional[float] = typer.Option(None, "--stride", help="seconds between window starts (default: the "
+                                                                  "window, no overlap)"),
     device: Optional[str] = device_option(),
     backend: Backend = backend_option(),
     cache_dir: Optional[str] = cache_dir_option(),
@@ -38,6 +42,7 @@ def index_command(
     from vifi.errors import VifiError
     from vifi.fileio import check_output_path
     from vifi.search.build import build_index
+    from vifi.search.windows import check_window
     from vifi.zeroshot import collect_videos
 
     check_backend(backend)
@@ -45,11 +50,12 @@ def index_command(
     if commit_every < 1:
         raise VifiError(f"--commit-every {commit_every}: must be at least 1")
     view_pair = parse_views(views) if views is not None else None
+    window = check_window(window, stride)[0]  # the stride stays as given: an index rerun keeps its recorded one
     check_output_path(out, folder=True)
     paths = collect_videos(videos)
     counts = build_index(paths, out, checkpoint=checkpoint, clip=clip, frames=frames, views=view_pair, batch=batch,
                          workers=workers, backend=backend, device=device, commit_every=commit_every,
-                         overwrite=overwrite, prune=prune)
+                         overwrite=overwrite, prune=prune, window=window, stride=stride)
     # `new`/`changed` count what this run tried; `embedded` what succeeded (undecodable ones are `failed`).
     console.result(f"{out}: {counts['videos']} videos; this run embedded {counts['embedded']} of "
                    f"{counts['new'] + counts['changed']} new or changed ({counts['new']} new, {counts['changed']} "
@@ -58,7 +64,8 @@ def index_command(
 
 
 def search_command(
-    queries: List[str] = typer.Argument(..., help="one or more texts, e.g. \"a person juggling\""),
+    queries: List[str] = typer.Argument(..., help="one or more texts, e.g. \"a person juggling\", or - to read "
+                                                  "them from stdin (one a line)"),
     index: Path = typer.Option(..., "--index", help="index folder made by `vifi index`"),
     top_k: int = typer.Option(10, "--top-k", help="videos shown per query"),
     use_template: bool = typer.Option(True, "--template/--raw",
@@ -72,17 +79,19 @@ def search_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write rank,score,path,query,cosine rows (.csv) "
                                                                  "or .json; - writes the CSV to stdout"),
     as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
+    no_merge: bool = typer.Option(False, "--no-merge", help="moments: list every window, without merging the "
+                                                            "overlapping windows of a video into one hit"),
     device: Optional[str] = device_option(),
 ) -> None:
     from vifi import console
     from vifi.config import check_cli_values
     from vifi.errors import VifiError
     from vifi.fileio import STDOUT, check_output_path, write_text_atomic
-    from vifi.search.query import print_results, render, search
+    from vifi.search.query import print_results, read_queries, render, search, stdout_may_close
 
     if top_k < 1:
         raise VifiError(f"--top-k {top_k}: must be at least 1")
-    texts = list(dict.fromkeys(q.strip() for q in queries))  # a query given twice is answered once
+    texts = list(dict.fromkeys(q.strip() for q in read_queries(queries)))  # a query given twice is answered once
     if not all(texts):
         raise VifiError("a query is empty; give the text to search for, e.g. \"a person juggling\"")
     check_cli_values(device=device)
@@ -92,14 +101,15 @@ def search_command(
     if out is not None:
         check_output_path(out, folder=False)
     table = search(index, texts, top_k=top_k, use_template=use_template, cosine=cosine, checkpoint=checkpoint,
-                   device=device)
+                   device=device, merge=not no_merge)
     # stdout carries one thing: the JSON, the CSV (--out -) or else the table; the table then moves to stderr.
     console.reserve_stdout(as_json or to_stdout)
-    print_results(table)
-    if as_json:
-        console.result(render(table, True))
-    if out is not None:
-        write_text_atomic(out, render(table, out.suffix.lower() == ".json"))
+    with stdout_may_close():
+        print_results(table)
+        if as_json:
+            console.result(render(table, True))
+        if out is not None:
+            write_text_atomic(out, render(table, out.suffix.lower() == ".json"))
 
 
 def register(app: typer.Typer) -> None:

@@ -36,6 +36,10 @@ def zeroshot(
     backend: Backend = backend_option(),
     skip_undecodable: bool = typer.Option(False, "--skip-undecodable", help="score the videos that decode; name "
                                                                             "each one that does not on stderr"),
+    window: Optional[float] = typer.Option(None, "--window", help="a timeline: the most probable label of each "
+                                                                  "SECONDS-long window (video,start,end,label,prob)"),
+    stride: Optional[float] = typer.Option(None, "--stride", help="seconds between window starts (default: the "
+                                                                  "window)"),
     cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi.cli.eval import check_backend, parse_views
@@ -44,11 +48,16 @@ def zeroshot(
     from vifi.fileio import STDOUT, check_output_path
     from vifi.model.facts import inference_inputs
     from vifi.model.factory import load_for_inference
-    from vifi.zeroshot import classify, collect_videos, parse_labels, print_top_k, write_output
+    from vifi.search.windows import check_window
+    from vifi.zeroshot import (classify, collect_videos, parse_labels, print_timeline, print_top_k, timeline,
+                               write_output)
 
     check_backend(backend)
     names = parse_labels(labels, labels_file)
     view_pair = parse_views(views)
+    window, stride = check_window(window, stride)
+    if window is not None and view_pair[0] != 1:
+        raise VifiError(f"--views {views} with --window: a window is one clip; give --views 1x1 or 1x3")
     if top_k < 1:
         raise VifiError("--top-k must be at least 1")
     check_cli_values(frames=frames, batch=batch, device=device, template=template)
@@ -60,14 +69,18 @@ def zeroshot(
     paths = collect_videos(videos)
     model, facts = load_for_inference(checkpoint, clip, arch)
     inputs = inference_inputs(facts, frames=frames, template=template, vanilla=vanilla)
-    table = classify(paths, names, model, inputs, views=view_pair, device=device, batch=batch, backend=backend,
-                     skip_undecodable=skip_undecodable)
+    if window is not None:
+        table = timeline(paths, names, model, inputs, window=window, stride=stride, views=view_pair, device=device,
+                         batch=batch, backend=backend, skip_undecodable=skip_undecodable)
+    else:
+        table = classify(paths, names, model, inputs, views=view_pair, device=device, batch=batch, backend=backend,
+                         skip_undecodable=skip_undecodable)
     from vifi import console
     from vifi.zeroshot import render_output
 
     # stdout carries one thing: the JSON, the CSV (--out -) or else the table; the table then moves to stderr.
     console.reserve_stdout(as_json or to_stdout)
-    print_top_k(table, min(top_k, len(names)))
+    print_timeline(table) if window is not None else print_top_k(table, min(top_k, len(names)))
     if as_json:
         console.result(render_output(table, True))
     if out is not None:

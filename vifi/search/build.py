@@ -1,8 +1,10 @@
 """`vifi index`: which videos to embed (new, changed) and which to skip (unchanged), then embed them with commits.
 
-A video is unchanged when its resolved path, size and mtime_ns equal its manifest entry; then it is not decoded.
-Embeddings go through the evaluation's decode pipeline (EvalClips: the checkpoint's frames, centre crop, views) and
-are committed every `commit_every` videos, so a killed run keeps its work and the next run continues from there.
+A video is unchanged when its resolved path, size and mtime_ns equal the index's; then it is not decoded. Embeddings
+go through the evaluation's decode pipeline (EvalClips: the checkpoint's frames, centre crop, views; or, with
+--window, the same sampling inside each window: vifi/search/windows.py) and are committed every `commit_every`
+videos as one append to the store (vifi/search/index_folder.py), so a killed run keeps its work and the next run
+continues from there. Each row also stores its class-bank offset (docs/search.md), computed here once.
 """
 
 from __future__ import annotations
@@ -27,12 +29,11 @@ class Video:
 
 @dataclass
 class Plan:
-    keep: list[IndexEntry]  # the manifest, minus pruned entries
     new: list[Video] = field(default_factory=list)
     changed: list[Video] = field(default_factory=list)
     unchanged: int = 0
     missing: list[str] = field(default_factory=list)  # indexed, no longer on disk (kept unless pruned)
-    pruned: int = 0
+    pruned: list[str] = field(default_factory=list)
 
     @property
     def todo(self) -> list[Video]:
@@ -48,24 +49,20 @@ def stat_videos(paths: list[Path]) -> list[Video]:
     return out
 
 
-def plan(entries: list[IndexEntry], videos: list[Video], prune: bool) -> Plan:
-    indexed = {e.path: e for e in entries}
-    result = Plan(keep=[])
+def plan(keys: dict[str, tuple[int, int]], videos: list[Video], prune: bool) -> Plan:
+    """`keys`: path -> (size, mtime_ns) of the indexed videos. One stat per indexed path (is it still there)."""
+    result = Plan()
     for video in videos:
-        known = indexed.get(video.path)
+        known = keys.get(video.path)
         if known is None:
             result.new.append(video)
-        elif (known.size, known.mtime_ns) == (video.size, video.mtime_ns):
+        elif tuple(known) == (video.size, video.mtime_ns):
             result.unchanged += 1
         else:
             result.changed.append(video)
-    for entry in entries:
-        if not os.path.exists(entry.path):
-            if prune:
-                result.pruned += 1
-                continue
-            result.missing.append(entry.path)
-        result.keep.append(entry)
+    for path in keys:
+        if not os.path.exists(path):
+            (result.pruned if prune else result.missing).append(path)
     return result
 
 
@@ -82,57 +79,112 @@ def video_embeddings(model, frames: torch.Tensor, runtime) -> torch.Tensor:
     return F.normalize(per_view.view(b, v, -1).mean(dim=1), dim=-1).cpu()
 
 
-def embed_and_commit(folder: IndexFolder, entries: list[IndexEntry], todo: list[Video], model, runtime, *,
-                     frames: int, input_size: int, views: tuple[int, int], batch: int, workers: int, backend: str,
-                     commit_every: int, show_progress: bool = True):
-    """Embed `todo`, committing every `commit_every` embedded videos. (entries after the last commit, embedded
-    count, [(path, reason)] of the videos that could not be decoded)."""
-    from vifi.data.annotations import Entry
-    from vifi.data.dataset import ClipSpec, EvalClips, collate
+def bank_text(model, class_names, template, runtime):
+    """(text embeddings [B, D] of the checkpoint's class names in its template, logit scale s); (None, s) when the
+    checkpoint records no class names (then no correction: offsets 0)."""
+    from vifi.search.query import text_embeddings
+
+    scale = float(model.clip.logit_scale.exp())
+    if not class_names:
+        return None, scale
+    return text_embeddings(model, list(class_names), template, runtime), scale
+
+
+def bank_offsets(vectors: torch.Tensor, bank: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """[N]: logsumexp over the bank texts of s·cos(video, text); zeros without a bank."""
+    if bank is None:
+        return torch.zeros(len(vectors))
+    return torch.logsumexp(scale * (bank @ vectors.t()), dim=0)
+
+
+def embed_and_commit(folder: IndexFolder, info: dict, todo: list[Video], changed: set[str], model, runtime, *,
+                     frames: int, input_size: int, views: tuple[int, int], window, stride, batch: int, workers: int,
+                     backend: str, commit_every: int, bank, scale: float, show_progress: bool = True):
+    """Embed `todo`, committing every `commit_every` embedded videos (a changed video's old rows are replaced in
+    the same commit). (embedded count, [(path, reason)] of the videos that could not be decoded)."""
+    from vifi.data.dataset import ClipSpec
     from vifi.engine.loaders import make_loader
     from vifi.progress import progress_bar
 
     model.to(runtime.device).eval()
-    dataset = EvalClips([Entry(v.path, 0) for v in todo], "/", ClipSpec(frames, input_size, backend), *views)
-    loader = make_loader(dataset, batch_size=batch, workers=workers, device=runtime.device, collate_fn=collate)
-    pending: list[Video] = []
+    spec = ClipSpec(frames, input_size, backend)
+    if window is None:
+        from vifi.data.annotations import Entry
+        from vifi.data.dataset import EvalClips, collate
+
+        dataset = EvalClips([Entry(v.path, 0) for v in todo], "/", spec, *views)
+        items = make_loader(dataset, batch_size=batch, workers=workers, device=runtime.device, collate_fn=collate)
+    else:
+        from vifi.search.windows import WindowClips, collate_windows
+
+        dataset = WindowClips([v.path for v in todo], spec, window, stride, *views)
+        items = make_loader(dataset, batch_size=1, workers=workers, device=runtime.device,
+                            collate_fn=collate_windows)
+    pending: list[IndexEntry] = []
     pending_rows: list[torch.Tensor] = []
     failed: list[tuple[str, str]] = []
-    embedded = 0
+    videos_pending = embedded = short = 0
+
+    def flush():
+        vectors = torch.cat(pending_rows)
+        offsets = bank_offsets(vectors, bank, scale)
+        folder.commit(info, pending, vectors.numpy().astype(np.float32), offsets.numpy(), scale,
+                      replace={e.path for e in pending} & changed)
+
     with progress_bar("index", len(todo), enabled=show_progress) as bar:
-        for item in loader:
-            ok = [i for i, why in enumerate(item["failed"]) if not why]
-            failed += [(todo[int(item["index"][i])].path, why) for i, why in enumerate(item["failed"]) if why]
-            if ok:
-                pending_rows.append(video_embeddings(model, item["frames"][ok], runtime))
-                pending += [todo[int(item["index"][i])] for i in ok]
-            bar.advance(len(item["failed"]))
-            if len(pending) >= commit_every:
-                entries = _commit(folder, entries, pending, pending_rows)
-                embedded += len(pending)
-                pending, pending_rows = [], []
+        for item in items:
+            if window is None:
+                for i, why in enumerate(item["failed"]):
+                    video = todo[int(item["index"][i])]
+                    if why:
+                        failed.append((video.path, why))
+                    else:
+                        pending.append(IndexEntry(video.path, video.size, video.mtime_ns))
+                ok = [i for i, why in enumerate(item["failed"]) if not why]
+                if ok:
+                    pending_rows.append(video_embeddings(model, item["frames"][ok], runtime))
+                count = len(item["failed"])
+                videos_pending += len(ok)
+            else:
+                (one,) = item
+                video = todo[one["index"]]
+                count = 1
+                if one["failed"]:
+                    failed.append((video.path, one["failed"]))
+                else:
+                    pending += [IndexEntry(video.path, video.size, video.mtime_ns, s, e)
+                                for s, e in zip(one["starts"], one["ends"])]
+                    short += len(one["starts"]) == 1 and one["ends"][0] < window
+                    frames_all = one["frames"]
+                    for b in range(0, len(frames_all), batch):
+                        pending_rows.append(video_embeddings(model, frames_all[b:b + batch], runtime))
+                    videos_pending += 1
+            bar.advance(count)
+            if videos_pending >= commit_every:
+                flush()
+                embedded += videos_pending
+                pending, pending_rows, videos_pending = [], [], 0
     if pending:
-        entries = _commit(folder, entries, pending, pending_rows)
-        embedded += len(pending)
-    return entries, embedded, failed
-
-
-def _commit(folder: IndexFolder, entries, pending: list[Video], rows: list[torch.Tensor]):
-    embeddings = torch.cat(rows).numpy().astype(np.float32)
-    return folder.commit(entries, [(v.path, v.size, v.mtime_ns) for v in pending], embeddings)
+        flush()
+        embedded += videos_pending
+    return embedded, failed, short
 
 
 def build_index(paths: list[Path], out: Path, *, checkpoint: str | None, clip: str | None, frames: int | None,
                 views: tuple[int, int] | None, batch: int, workers: int, backend: str, device: str | None,
-                commit_every: int, overwrite: bool, prune: bool) -> dict:
+                commit_every: int, overwrite: bool, prune: bool, window: float | None = None,
+                stride: float | None = None) -> dict:
     """Create or update the index at `out` with `paths`; the counts of this run (also kept in index.json).
 
     Order: the folder is locked; the existing index, the checkpoint and the flags are checked against each other
-    and the model is loaded; only then does --overwrite clear, and embedding starts.
+    and the model is loaded; then embedding starts. --overwrite builds a new table beside the old one and swaps
+    only at the end (docs/search.md): until then the previous index is whole.
     """
     from vifi.errors import VifiError
     from vifi.run_folder import RunFolder
+    from vifi.search.index_folder import lancedb
 
+    lancedb()  # missing: one line before any work
     folder = IndexFolder(out)
     foreign = folder.foreign_files()
     if foreign:
@@ -144,7 +196,8 @@ def build_index(paths: list[Path], out: Path, *, checkpoint: str | None, clip: s
     try:
         return _build_locked(folder, paths, checkpoint=checkpoint, clip=clip, frames=frames, views=views,
                              batch=batch, workers=workers, backend=backend, device=device,
-                             commit_every=commit_every, overwrite=overwrite, prune=prune)
+                             commit_every=commit_every, overwrite=overwrite, prune=prune, window=window,
+                             stride=stride)
     except VifiError:
         if created and not folder.exists:  # refused before any work: leave no folder behind
             lock.unlock()
@@ -156,8 +209,17 @@ def build_index(paths: list[Path], out: Path, *, checkpoint: str | None, clip: s
         lock.unlock()
 
 
+def _raw_info(folder: IndexFolder) -> dict:
+    import json
+
+    try:
+        return json.loads(folder.info_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, frames, views, batch, workers,
-                  backend, device, commit_every, overwrite, prune) -> dict:
+                  backend, device, commit_every, overwrite, prune, window, stride) -> dict:
     import time
 
     from vifi import __version__, console
@@ -166,53 +228,83 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
     from vifi.fileio import sha256_file
     from vifi.model.checkpoint import build_from_checkpoint, resolve_checkpoint
     from vifi.model.facts import inference_inputs
+    from vifi.search.index_folder import checkpoint_stat, verified_checkpoint
 
     old = folder.read_info() if folder.exists and not overwrite else None
     if old is not None:
-        weights = folder.verified_checkpoint(old, checkpoint)
+        weights = verified_checkpoint(folder.path, old, checkpoint)
         sha = old["checkpoint_sha256"]
-        for flag, asked, built in (("--frames", frames, old["frames"]), ("--views", _views_text(views), old["views"])):
+        for flag, asked, built in (("--frames", frames, old["frames"]), ("--views", _views_text(views), old["views"]),
+                                   ("--window", window, old.get("window")), ("--stride", stride, old.get("stride"))):
             if asked is not None and asked != built:
-                raise VifiError(f"--out {folder.path} was indexed with {flag} {built}, not {asked}; embeddings of "
-                                "both kinds would not compare: pass --overwrite to rebuild it, or choose another --out")
+                raise VifiError(f"--out {folder.path} was indexed {_flag_text(flag, built, 'without')}, not "
+                                f"{_flag_text(flag, asked)}; embeddings of both kinds would not compare: pass "
+                                "--overwrite to rebuild it, or choose another --out")
         frames, views, clip = old["frames"], _parse_views_text(old["views"]), clip or old.get("clip")
+        window, stride = old.get("window"), old.get("stride")
+        table = old["table"]
     else:
-        if checkpoint is None and folder.exists:  # --overwrite: rebuilt with the model now at the recorded place
-            checkpoint, clip = folder.read_info()["checkpoint"], clip or folder.read_info().get("clip")
+        previous = _raw_info(folder) if folder.exists else {}
+        if checkpoint is None and previous.get("checkpoint"):  # --overwrite: the model now at the recorded place
+            checkpoint, clip = previous["checkpoint"], clip or previous.get("clip")
         if checkpoint is None:
             raise VifiError(f"--out {folder.path} is not an index yet: give --checkpoint to build one")
         weights = resolve_checkpoint(checkpoint).resolve()
         sha = sha256_file(weights)
         views = views or (1, 1)
+        stride = stride or window  # default: windows side by side
+        table = IndexFolder.new_table_name()
+    if window is not None and views[0] != 1:
+        raise VifiError(f"--views {_views_text(views)} with --window: a window is one clip; give --views 1x1 or "
+                        "1x3")
     model, facts = build_from_checkpoint(weights, clip=clip)
     inputs = inference_inputs(facts, frames=frames)
     videos = stat_videos(paths)
     runtime = setup_runtime(device, "auto")
+    model.to(runtime.device).eval()
+    bank, scale = bank_text(model, facts.class_names, inputs.template, runtime)
 
-    if overwrite and folder.exists:  # every input checked: now the old index may go
-        folder.clear()
-    info = {"checkpoint": str(weights), "checkpoint_sha256": sha, "clip": clip, "frames": inputs.frames,
-            "input_size": inputs.input_size, "template": inputs.template, "views": _views_text(views),
-            "dim": int(facts.arch["embed_dim"]), "vifi_version": __version__,
-            "created": (old or {}).get("created", time.strftime("%Y-%m-%d %H:%M:%S"))}
-    entries = folder.read_manifest()
-    folder.collect_garbage(entries)
-    work = plan(entries, videos, prune)
-    folder.write_info({**info, "videos": len(entries), "last_run": (old or {}).get("last_run")})
-    entries = folder.commit(work.keep) if work.pruned else work.keep
-    entries, embedded, failed = embed_and_commit(folder, entries, work.todo, model, runtime, frames=inputs.frames,
-                                                 input_size=inputs.input_size, views=views, batch=batch,
-                                                 workers=workers, backend=backend, commit_every=commit_every)
+    info = {"checkpoint": str(weights), "checkpoint_sha256": sha, **checkpoint_stat(weights), "clip": clip,
+            "frames": inputs.frames, "input_size": inputs.input_size, "template": inputs.template,
+            "views": _views_text(views), "window": window, "stride": stride, "dim": int(facts.arch["embed_dim"]),
+            "logit_scale": scale, "bank": list(facts.class_names or []), "table": table,
+            "vifi_version": __version__, "created": (old or {}).get("created", time.strftime("%Y-%m-%d %H:%M:%S"))}
+    if old is not None:
+        folder.remove_other_tables(keep=table)  # a killed --overwrite's unfinished table
+        folder.write_info({**old, **info})
+    elif not folder.exists:
+        folder.write_info({**info, "videos": 0, "last_run": None})
+    # else --overwrite: index.json keeps naming the old table until the new one is complete
+    keys = folder.keys() if old is not None else {}
+    work = plan(keys, videos, prune)
+    if work.pruned:
+        folder.delete(work.pruned)
+    embedded, failed, short = embed_and_commit(folder, info, work.todo, {v.path for v in work.changed}, model, runtime,
+                                        frames=inputs.frames, input_size=inputs.input_size, views=views,
+                                        window=window, stride=stride, batch=batch, workers=workers, backend=backend,
+                                        commit_every=commit_every, bank=bank, scale=scale)
     failed_paths = {path for path, _ in failed}
-    if any(e.path in failed_paths for e in entries):  # changed, now undecodable: its old embedding is stale
-        entries = folder.commit([e for e in entries if e.path not in failed_paths])
-    entries = folder.compact(entries)
+    stale = failed_paths & {v.path for v in work.changed}
+    if stale:  # changed, now undecodable: its old embedding describes content that is gone
+        folder.delete(stale)
+    if overwrite and old is None and folder.exists and embedded == 0 and paths:
+        folder.remove_other_tables(keep=_raw_info(folder).get("table", ""))  # drop the new, keep the old whole
+        raise VifiError(f"none of the {len(paths)} videos could be decoded (first: {failed[0][1] if failed else '?'})"
+                        f"; --overwrite left the index {folder.path} as it was")
+    # A rerun that changed nothing leaves the store as it is (Lance rewrites the ANN index at every optimise); a
+    # store some killed run left unoptimised (its version is not the one recorded) is optimised now.
+    ann = None
+    if embedded or work.pruned or stale or folder.version() != (old or {}).get("optimized_version", -1):
+        ann = folder.optimize()
+    info["optimized_version"] = folder.version()
+    total = len(folder.keys())
     folder.write_failed(failed)
     counts = {"embedded": embedded, "new": len(work.new), "changed": len(work.changed),
               "unchanged": work.unchanged, "failed": len(failed), "missing": len(work.missing),
-              "pruned": work.pruned, "videos": len(entries)}
-    folder.write_info({**info, "videos": len(entries), "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-                       "last_run": counts})
+              "pruned": len(work.pruned), "videos": total}
+    folder.write_info({**info, "videos": total, "rows": folder.count(),
+                       "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "last_run": counts})
+    folder.remove_other_tables(keep=table, legacy=True)  # after an --overwrite: the old table, now unnamed
     for path, why in failed:
         console.warn(f"skipped: {why}")
     if failed:
@@ -221,7 +313,21 @@ def _build_locked(folder: IndexFolder, paths: list[Path], *, checkpoint, clip, f
     if work.missing:
         console.note(f"notice: {len(work.missing)} indexed video(s) are no longer on disk (first: "
                      f"{work.missing[0]}); they stay in the index, `vifi search` leaves them out, --prune removes them")
+    if window is not None:
+        console.note(f"notice: {counts['videos']} videos in {folder.count()} windows of {window:g} s (stride "
+                     f"{stride:g} s)" + (f"; {short} video(s) of this run shorter than the window are one window "
+                                         "each" if short else ""))
+    if ann:
+        console.note(f"notice: {ann}")
     return counts
+
+
+def _flag_text(flag: str, value, none: str = "") -> str:
+    """'with --frames 4', 'with --window 2' (seconds without '.0'), 'without --window'."""
+    if value is None:
+        return f"{none} {flag}".strip()
+    shown = f"{value:g}" if isinstance(value, float) else value
+    return f"with {flag} {shown}" if none else f"{flag} {shown}"
 
 
 def _views_text(views: tuple[int, int] | None) -> str | None:
