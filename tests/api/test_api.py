@@ -71,7 +71,7 @@ def test_encode_video_equals_the_rows_vifi_index_stores(model, checkpoint, video
 
     index = tmp_path / "idx"
     _vifi("index", *videos, "--checkpoint", checkpoint, "--out", index, "--workers", "0", "--device", "cpu")
-    entries, stored = IndexFolder(index).read()
+    entries, stored, _ = IndexFolder(index).read()
     by_path = {e.path: stored[i] for i, e in enumerate(entries)}
     ours = model.encode_video(videos, batch=2)
     assert ours.shape == (len(videos), TINY_CLIP["embed_dim"]) and ours.dtype == torch.float32
