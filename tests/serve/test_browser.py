@@ -52,7 +52,9 @@ class Server:
 @pytest.fixture(scope="module")
 def demo_index(trained_demo, demo_data, tmp_path_factory):
     index = tmp_path_factory.mktemp("browse") / "demo.index"
-    vifi_cli("index", demo_data["root"], "--checkpoint", trained_demo, "--out", index, "--workers", "0")
+    # 1-second windows of the 3-second demo videos: hits are moments, most starting inside their video
+    vifi_cli("index", demo_data["root"], "--checkpoint", trained_demo, "--out", index, "--workers", "0",
+             "--window", "1")
     return index
 
 
@@ -82,19 +84,16 @@ def test_search_page_in_chromium(demo_index):
         assert all(folder in p for p in first), first  # the right class's thumbnails first
         page.wait_for_function("[...document.querySelectorAll('figure.hit img')].slice(0, 6)"
                                ".every(i => i.complete && i.naturalWidth > 0)")
+        target = next(i for i, (_, start) in enumerate(hits) if start > 0)  # a moment inside its video
         page.evaluate("p => p.addEventListener('seeked', () => { window.seekedAt = p.currentTime; }, {once: true})",
                       page.query_selector("#player"))
-        page.click("figure.hit >> nth=1")
+        page.click(f"figure.hit >> nth={target}")
         page.wait_for_function("window.seekedAt !== undefined")
-        # the page put the video at the hit's start (0 for an index of whole videos), then plays it
-        assert page.evaluate("window.seekedAt") == pytest.approx(hits[1][1], abs=0.05)
+        # the page put the video at the hit's start, then plays it from there
+        assert page.evaluate("window.seekedAt") == pytest.approx(hits[target][1], abs=0.05)
         page.wait_for_function("document.getElementById('player').readyState >= 2")
         assert page.evaluate("document.getElementById('player').src").endswith(
-            f"/api/videos/{searcher_id(searcher, hits[1][0])}")
-        # seeking inside the served file, as a hit in the middle of a video does
-        page.evaluate("p => { p.currentTime = 1.5; }", page.query_selector("#player"))
-        page.wait_for_function("Math.abs(document.getElementById('player').currentTime - 1.5) < 0.2 && "
-                               "!document.getElementById('player').seeking")
+            f"/api/videos/{searcher_id(searcher, hits[target][0])}")
         assert 206 in video_statuses  # Chromium fetched the video with Range requests
         page.wait_for_timeout(300)
         shot = page.screenshot()
