@@ -68,3 +68,19 @@ def finetune_demo_args(demo_data, out, **sets) -> list[str]:
     for key, value in sets.items():
         args += ["--set", f"{key.replace('__', '.')}={value}"]
     return args
+
+
+@pytest.fixture(scope="session")
+def trained_demo(demo_data, tmp_path_factory):
+    """A run folder fine-tuned on the demo for 80 steps (92 % top-1): enough for a class's text to rank its own
+    videos first (docs/search.md). Minutes on a CPU, once per session."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("trained") / "demo"
+    args = finetune_demo_args(demo_data, out, train__epochs=20, train__global_batch=6, train__micro_batch=6,
+                              train__eval_every=20)
+    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    return out

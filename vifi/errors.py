@@ -16,3 +16,18 @@ class VifiError(Exception):
         if "Original Traceback" in message and marker in message:
             message = message.rsplit(marker, 1)[1]
         super().__init__(" ".join(message.split()))
+
+
+# Typed subclasses, so Python callers (`vifi.load`, `vifi serve`) can catch one kind of mistake; the CLI still
+# catches VifiError and prints the same one line. docs/api.md lists which call raises which.
+class CheckpointError(VifiError):
+    """The model to load: a checkpoint, run folder or weights file missing, unreadable, not vifi's, of another
+    architecture, or a Hub file that is not cached while offline."""
+
+
+class VideoError(VifiError):
+    """A video (or folder of videos) that is missing or cannot be decoded."""
+
+
+class InputError(VifiError):
+    """An argument's value: labels, views, frames, texts, top-k and the like."""

@@ -13,17 +13,17 @@ import pandas as pd
 import torch
 
 from vifi.data.decoding import VIDEO_SUFFIXES
-from vifi.errors import VifiError
+from vifi.errors import InputError, VideoError
 from vifi.model.facts import InferenceInputs
 
 
 def parse_labels(labels: str | None, labels_file: str | None) -> list[str]:
     if bool(labels) == bool(labels_file):
-        raise VifiError("give the candidate labels with exactly one of --labels \"a,b,c\" or --labels-file FILE")
+        raise InputError("give the candidate labels with exactly one of --labels \"a,b,c\" or --labels-file FILE")
     if labels_file:
         path = Path(labels_file)
         if not path.is_file():
-            raise VifiError(f"--labels-file {path}: file not found")
+            raise InputError(f"--labels-file {path}: file not found")
         names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     else:
         names = labels.split(",")
@@ -34,10 +34,10 @@ def unique_names(names: list[str], what: str) -> list[str]:
     """Names stripped, blanks dropped; an empty list or a name given twice is refused in one line (`what` says where)."""
     names = [n.strip() for n in names if n.strip()]
     if not names:
-        raise VifiError(f"{what} is empty; give at least one name (e.g. \"a,b\")")
+        raise InputError(f"{what} is empty; give at least one name (e.g. \"a,b\")")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise VifiError(f"{what}: {dupes[0]!r} is given more than once; each name must be unique")
+        raise InputError(f"{what}: {dupes[0]!r} is given more than once; each name must be unique")
     return names
 
 
@@ -52,15 +52,15 @@ def collect_videos(items: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             if not found:
-                raise VifiError(f"folder {path} holds no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+                raise VideoError(f"folder {path} holds no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
             paths += found
         else:
             paths.append(path)
     if not paths:
-        raise VifiError("no videos given (paths, a folder, or - to read paths from stdin)")
+        raise VideoError("no videos given (paths, a folder, or - to read paths from stdin)")
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise VifiError(f"video not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise VideoError(f"video not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return _each_once(paths)
 
 
@@ -101,14 +101,14 @@ def classify(videos: list[Path], names: list[str], model, inputs: InferenceInput
     index, _, scores, failed = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
                                             show_progress=False)
     if failed and not skip_undecodable:
-        raise VifiError(failed[0][1] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
+        raise VideoError(failed[0][1] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
                         + "; pass --skip-undecodable to score the others")
     from vifi import console
 
     for _, message in failed:
         console.warn(f"skipped: {message}")
     if failed and len(failed) == len(videos):
-        raise VifiError(f"none of the {len(videos)} videos could be decoded")
+        raise VideoError(f"none of the {len(videos)} videos could be decoded")
     probs = scores / (views[0] * views[1])
     rows = []
     for i, row in zip(index.tolist(), probs):

@@ -45,7 +45,8 @@ def _global_options(
 
 def _register() -> None:
     from vifi.cli import eval as eval_cmd
-    from vifi.cli import bench, config_cmd, export, finetune, merge, prepare, prompt, search, splits, viz, zeroshot
+    from vifi.cli import (bench, config_cmd, export, finetune, merge, prepare, prompt, search, serve, splits, viz,
+                          zeroshot)
 
     prepare.register(app)
     finetune.register(app)
@@ -53,6 +54,7 @@ def _register() -> None:
     eval_cmd.register(app)
     zeroshot.register(app)
     search.register(app)
+    serve.register(app)
     splits.register(app)
     export.register(app)
     merge.register(app)

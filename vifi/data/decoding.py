@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vifi.errors import VifiError
+from vifi.errors import VideoError
 
 
 # File suffixes treated as videos when a folder is scanned (prepare, zeroshot).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
 
 
-class DecodeError(VifiError):
+class DecodeError(VideoError):
     pass
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from vifi.errors import VifiError
+from vifi.errors import CheckpointError
 from vifi.fileio import atomic_path, sha256_file
 from vifi.model.facts import CheckpointFacts, describe, from_metadata, to_metadata
 
 FORMAT = "vifi-clip/1"
+HUB_PREFIX = "hf-hub:"
 PROMPT_FORMAT = "vifi-prompts/1"  # prompt tensors only, bound to the base checkpoint they were learned on
 
 
@@ -48,21 +49,26 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as fh:
             return dict(fh.metadata() or {})
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
-        raise VifiError(f"{path} is not a readable safetensors checkpoint ({str(exc).splitlines()[0][:120]})") from None
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({str(exc).splitlines()[0][:120]})") from None
 
 
 def read_facts(path: str | Path) -> CheckpointFacts:
     """The facts of a vifi checkpoint or prompt artifact file."""
     meta = read_metadata(path)
     if meta.get("format") not in (FORMAT, PROMPT_FORMAT):
-        raise VifiError(f"{path} is not a vifi checkpoint (use `vifi export` for other formats)")
+        raise CheckpointError(f"{path} is not a vifi checkpoint (use `vifi export` for other formats)")
     return from_metadata(meta, str(path))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A weights file, or a run folder (its final weights, else its latest complete checkpoint)."""
+    """A weights file, a run folder (its final weights, else its latest complete checkpoint), or
+    `hf-hub:ORG/NAME[/FILE]`: that file of a Hub repository, through huggingface_hub's cache (docs/api.md)."""
     from vifi.run_folder import RunFolder
 
+    if str(path).startswith(HUB_PREFIX):
+        from vifi.model.pretrained import fetch_hub_checkpoint
+
+        return fetch_hub_checkpoint(str(path)[len(HUB_PREFIX):])
     path = Path(path)
     if path.is_dir():
         run = RunFolder(path)
@@ -71,9 +77,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return candidate
         if run.started:
             return run.checkpoints / run.read_latest()["weights"]
-        raise VifiError(f"{path} is a folder without vifi checkpoints (expected checkpoints/final.safetensors)")
+        raise CheckpointError(f"{path} is a folder without vifi checkpoints (expected checkpoints/final.safetensors)")
     if not path.is_file():
-        raise VifiError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     return path
 
 
@@ -95,10 +101,10 @@ def load_weights_into(model, path: str | Path) -> CheckpointFacts:
 
 def _check_same_base(model, facts: CheckpointFacts, path: Path) -> None:
     if model.prompts is None:
-        raise VifiError(f"{path} holds prompts only; load it with `vifi eval --checkpoint {path}` (it names its base)")
+        raise CheckpointError(f"{path} holds prompts only; load it with `vifi eval --checkpoint {path}` (it names its base)")
     own = model.base_ref.get("sha256")
     if own != facts.base_sha256:
-        raise VifiError(f"prompt artifact {path} was learned on base {facts.base_path} "
+        raise CheckpointError(f"prompt artifact {path} was learned on base {facts.base_path} "
                         f"(sha256 {(facts.base_sha256 or '?')[:12]}), not on this model's base "
                         f"{model.base_ref.get('path')} (sha256 {(own or '?')[:12]})")
 
@@ -107,13 +113,13 @@ def _checked_state(state: dict, own: dict, path: Path, what: str) -> dict:
     """`state` if it has exactly `own`'s keys and shapes, else a user error naming the first mismatch."""
     for key, value in own.items():
         if key not in state:
-            raise VifiError(f"checkpoint {path} lacks '{key}': it does not match {what}")
+            raise CheckpointError(f"checkpoint {path} lacks '{key}': it does not match {what}")
         if state[key].shape != value.shape:
-            raise VifiError(f"checkpoint {path} does not match {what}: '{key}' has shape "
+            raise CheckpointError(f"checkpoint {path} does not match {what}: '{key}' has shape "
                             f"{tuple(state[key].shape)}, the model expects {tuple(value.shape)}")
     unexpected = sorted(set(state) - set(own))
     if unexpected:
-        raise VifiError(f"checkpoint {path} has keys this model lacks (first: {unexpected[0]})")
+        raise CheckpointError(f"checkpoint {path} has keys this model lacks (first: {unexpected[0]})")
     return state
 
 
@@ -145,7 +151,7 @@ def build_from_checkpoint(path: str | Path, train_mode: str = "frozen", clip: st
     if facts.train_mode == "prompt":
         base = Path(facts.base_path or "")
         if not base.is_file():
-            raise VifiError(f"prompt artifact {path} needs its base checkpoint {base}, which is not there")
+            raise CheckpointError(f"prompt artifact {path} needs its base checkpoint {base}, which is not there")
         model, _ = build_from_checkpoint(base, "frozen", clip)
         add_prompts(model, facts.prompt, base)
         load_weights_into(model, path)

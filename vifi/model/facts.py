@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from vifi.config import PromptConfig
-from vifi.errors import VifiError
+from vifi.errors import CheckpointError
 
 PAPER_TEMPLATE = "a photo of a {}."
 # The reference's zero-shot, few-shot and base-to-novel models all see 32 frames (docs/design.md).
@@ -106,7 +106,7 @@ def from_metadata(meta: Mapping[str, str], path: str) -> CheckpointFacts:
                 values[f.name] = raw
         return CheckpointFacts(**values)
     except (ValueError, TypeError, KeyError) as exc:  # json, pydantic and missing required fields
-        raise VifiError(f"{path}: damaged vifi metadata ({str(exc).splitlines()[0][:120]}); "
+        raise CheckpointError(f"{path}: damaged vifi metadata ({str(exc).splitlines()[0][:120]}); "
                         "re-export or re-train it") from None
 
 
