@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -133,6 +133,57 @@ def memory(
            "compile": compile_, "device_gib": round(device_gib, 1), "budget_gib": round(plan.budget_gib, 1),
            "micro_batch": plan.micro_batch, "checkpoint_blocks": plan.checkpoint_blocks,
            "image_blocks": shape.image_blocks, "estimate_gib": round(plan.estimate_gib, 2)})
+
+
+@bench_app.command("e2e", help="A recipe's own training loop on your videos for a few steps, plus a short "
+                                 "evaluation; prints the rates and the projected hours of the whole run."
+                                 "\n\nExample: vifi bench e2e k400-supervised --data train.txt --root videos/ "
+                                 "--videos 240000 --val-videos 19877 --json")
+def e2e(
+    recipe: str = typer.Argument(..., help="recipe name (e.g. k400-supervised) or a YAML config path"),
+    data_list: str = typer.Option(..., "--data", help="annotation list whose videos are timed"),
+    root: str = typer.Option(..., "--root", help="video root of --data"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="label CSV (default: as many classes as --data uses)"),
+    val: Optional[str] = typer.Option(None, "--val", help="evaluation list (default: --data)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override, e.g. --set model.arch=tiny"),
+    steps: int = typer.Option(3, "--steps", help="timed optimizer steps"),
+    warmup: int = typer.Option(1, "--warmup", help="untimed steps first (worker start-up, compilation)"),
+    videos: Optional[int] = typer.Option(None, "--videos", help="training videos of the projected run "
+                                                                "(default: the size of --data)"),
+    val_videos: Optional[int] = typer.Option(None, "--val-videos", help="evaluation videos of the projected run "
+                                                                        "(default: the size of --val)"),
+    eval_videos: int = typer.Option(16, "--eval-videos", help="videos of the timed evaluation pass"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    _json_only(as_json)
+    from vifi.bench.e2e import run_e2e
+    from vifi.config import check_cli_values, load_config
+    from vifi.engine.runtime import setup_runtime
+    from vifi.results import print_table
+
+    check_cli_values(device=device)
+    cfg = load_config(recipe, list(set_ or []))
+    runtime = setup_runtime(device, cfg.train.precision)
+    record = run_e2e(cfg, runtime, data=data_list, root=root, labels=labels, val=val, steps=steps, warmup=warmup,
+                     videos=videos, val_videos=val_videos, eval_videos=eval_videos)
+    import pandas as pd
+
+    shown = {k: record[k] for k in ("frames_per_s", "model_frames_per_s", "data_frames_per_s", "data_wait_share",
+                                    "eval_videos_per_s", "final_eval_videos_per_s", "startup_s", "projected_hours")}
+    shown.update(record["projection"])
+    print_table(pd.DataFrame({"measure": list(shown), "value": [f"{v:.4g}" for v in shown.values()]}),
+                f"bench e2e: {record['recipe']}, {record['frames']} frames, {record['workers']} workers, "
+                f"{record['backend']} on {record['device']}")
+    _emit(_rounded(record))
+
+
+def _rounded(record: dict) -> dict:
+    def r(v):
+        if isinstance(v, float):
+            return float(f"{v:.4g}")
+        return {k: r(x) for k, x in v.items()} if isinstance(v, dict) else v
+    return {k: r(v) for k, v in record.items()}
 
 
 def register(app: typer.Typer) -> None:
