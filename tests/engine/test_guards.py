@@ -10,7 +10,7 @@ from vifi.config import load_config
 from vifi.errors import VifiError
 
 
-def _trainer(demo_data, tmp_path, tiny_model, epochs=2):
+def _trainer(demo_data, tmp_path, tiny_model, epochs=2, sets=()):
     from vifi.data.annotations import read_annotation_list, read_label_csv
     from vifi.data.dataset import ClipSpec, TrainClips
     from vifi.engine.runtime import setup_runtime
@@ -18,7 +18,7 @@ def _trainer(demo_data, tmp_path, tiny_model, epochs=2):
     from vifi.model.vifi_clip import class_prompts
 
     cfg = load_config("demo", [f"train.epochs={epochs}", "train.global_batch=6", "train.micro_batch=3",
-                               "data.num_workers=0", "data.frames=2"])
+                               "data.num_workers=0", "data.frames=2", *sets])
     names = read_label_csv(demo_data["labels"])
     entries = read_annotation_list(demo_data["train_list"], len(names))
     data = TrainClips(entries, demo_data["root"], ClipSpec(2, 64), 0, 0.0, 0.0)

@@ -13,6 +13,8 @@ from vifi.cli.options import Backend, Precision, TrainMode, backend_option
 
 # `bench memory` also plans bridge-and-prompt runs (vifi/model/memory.py estimates them); `bench train` cannot run them
 MemoryMode = Literal["both", "image", "text", "prompt"]
+Attention = Literal["auto", "flash", "efficient", "cudnn", "math", "mha"]  # train.attention (vifi/config.py)
+CompileMode = Literal["default", "max-autotune-no-cudagraphs", "max-autotune"]
 
 bench_app = typer.Typer(help="Benchmarks: data loading, train step, eval step. Last line of output is JSON.",
                         no_args_is_help=True)
@@ -193,7 +195,8 @@ def register(app: typer.Typer) -> None:
 def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classes: int, global_batch: int,
                      train_mode: str, compile_: bool, checkpointing: bool, compare_reference: bool, device: Optional[str],
                      precision: str, steps: int, warmup: int, peak: Optional[float], checkpoint_blocks: Optional[int] = None,
-                     data: Optional[str] = None, root: Optional[str] = None, workers: str = "auto") -> None:
+                     data: Optional[str] = None, root: Optional[str] = None, workers: str = "auto",
+                     attention: str = "auto", compile_mode: str = "default") -> None:
     import torch
 
     from vifi.bench.model import BenchSpec, auto_micro_batch, measure, peak_tflops, round_record
@@ -208,7 +211,8 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     runtime = setup_runtime(device, precision)
     spec = BenchSpec(arch=arch, frames=frames, micro_batch=1, classes=classes, global_batch=global_batch,
                      train_mode=train_mode, compile=compile_, checkpointing=checkpointing, steps=steps, warmup=warmup,
-                     data=data, root=root, workers=workers if workers == "auto" else int(workers))
+                     data=data, root=root, workers=workers if workers == "auto" else int(workers),
+                     attention=attention, compile_mode=compile_mode)
     if micro_batch == "auto":
         spec.micro_batch = auto_micro_batch(spec, runtime, kind, multiple_of=4 if kind == "train" else 1)
     else:
@@ -223,6 +227,7 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     record = {"kind": kind, "arch": arch, "frames": frames, "micro_batch": spec.micro_batch, "classes": classes,
               "global_batch": global_batch if kind == "train" else None, "compile": compile_,
               "checkpointing": checkpointing, "data": data or "synthetic uint8", "precision": runtime.precision,
+              "attention": attention, "compile_mode": compile_mode,
               "device": device_description(runtime.device),
               "torch": torch.__version__, "peak_tflops": peak, **ours}
     if compare_reference:
@@ -266,11 +271,16 @@ def train(
     steps: int = typer.Option(3, "--steps", help="timed optimizer steps"),
     warmup: int = typer.Option(1, "--warmup", help="untimed steps first (compilation, allocator)"),
     peak: Optional[float] = typer.Option(None, "--peak-tflops", help="device peak for MFU (default: known GPUs)"),
+    attention: Attention = typer.Option("auto", "--attention", help="SDPA kernel family, or mha: open_clip's "
+                                                                   "nn.MultiheadAttention path (train.attention)"),
+    compile_mode: CompileMode = typer.Option("default", "--compile-mode", help="torch.compile mode with --compile "
+                                                                              "(train.compile_mode)"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     _json_only(as_json)
     _run_model_bench("train", arch, frames, micro_batch, classes, global_batch, train_mode, compile_, checkpointing,
-                     compare_reference, device, precision, steps, warmup, peak, checkpoint_blocks, data_list, root, workers)
+                     compare_reference, device, precision, steps, warmup, peak, checkpoint_blocks, data_list, root, workers,
+                     attention, compile_mode)
 
 
 @bench_app.command("eval", help="Evaluation throughput on synthetic tensors."

@@ -100,7 +100,8 @@ class StepEngine:
     """Runs optimizer steps of `model` on host micro-batches (uint8 frames + colour params + labels)."""
 
     def __init__(self, model, head, optimizer, runtime: Runtime, *, mix: MixSettings, num_classes: int, seed: int,
-                 local_batch: int, accum: int, tokens: torch.Tensor, scaler=None, compile_augment: bool = False):
+                 local_batch: int, accum: int, tokens: torch.Tensor, scaler=None, compile_augment: bool = False,
+                 attention: str = "auto"):
         self.model, self.head, self.optimizer, self.runtime = model, head, optimizer, runtime
         self.mix, self.num_classes, self.seed = mix, num_classes, seed
         self.local_batch, self.accum, self.scaler = local_batch, accum, scaler
@@ -109,6 +110,7 @@ class StepEngine:
         self.text_length = int(cpu_tokens.argmax(dim=-1).max()) + 1
         self.tokens = tokens.to(runtime.device)
         self.feed = DeviceFeed(runtime.device)
+        self.attention = attention  # train.attention: SDPA kernel family (vifi/model/attention.py)
         self.augment: Callable = torch.compile(augment_batch, dynamic=False) if compile_augment else augment_batch
         self.cached_text = None
         if not model.text_trainable:
@@ -135,10 +137,14 @@ class StepEngine:
 
     def run(self, host: Iterator[dict], step: int, on_nonfinite: Callable[[int], None] | None = None) -> StepResult:
         """One optimizer step over the next `accum` host micro-batches of `host` (the LR is already set)."""
+        from vifi.model.attention import sdpa_backend
+
         waits: list[float] = []
-        total = accumulate_step_gradients(self.model, self.head, self._device_batches(host, step, waits),
-                                          self.tokens, self.cached_text, self.runtime, local_batch=self.local_batch,
-                                          scaler=self.scaler, text_length=self.text_length, count=self.accum)
+        with sdpa_backend(self.attention):
+            total = accumulate_step_gradients(self.model, self.head, self._device_batches(host, step, waits),
+                                              self.tokens, self.cached_text, self.runtime,
+                                              local_batch=self.local_batch, scaler=self.scaler,
+                                              text_length=self.text_length, count=self.accum)
         if self.scaler is not None:  # fp16: GradScaler checks the gradients itself (and reads them to the host)
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -74,6 +74,20 @@ def compile_enabled(cfg: RunConfig, device: torch.device) -> bool:
     return enabled
 
 
+def convert_to_float8(model) -> int:
+    """train.precision fp8: torchao's float8 training for the image tower's linear layers (dynamic scaling, bf16
+    everywhere else). Opt-in only: its effect on accuracy at Kinetics scale is not measured (docs/performance.md).
+    Layers whose sizes are not multiples of 16 (float8 matmul tiles) stay bf16. Returns how many were converted."""
+    from torchao.float8 import convert_to_float8_training
+
+    before = sum(isinstance(m, torch.nn.Linear) for m in model.head.visual.modules())
+
+    def eligible(module, _fqn: str) -> bool:
+        return isinstance(module, torch.nn.Linear) and module.in_features % 16 == 0 and module.out_features % 16 == 0
+    convert_to_float8_training(model.head.visual, module_filter_fn=eligible)
+    return before - sum(type(m) is torch.nn.Linear for m in model.head.visual.modules())
+
+
 @dataclass
 class Trainer:
     cfg: RunConfig
@@ -115,12 +129,19 @@ class Trainer:
 
             self.head = DDP(self.model.head, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
                             gradient_as_bucket_view=True, **_no_forward_buffer_sync(DDP))
+        if t.attention == "mha":
+            from vifi.model.attention import use_multihead_attention
+
+            use_multihead_attention(self.model)
+        if rt.precision == "fp8":
+            convert_to_float8(self.model)
         compiled = compile_enabled(self.cfg, rt.device)
         if compiled:
-            self.head = torch.compile(self.head)
+            self.head = torch.compile(self.head, mode=None if t.compile_mode == "default" else t.compile_mode)
         self.engine = StepEngine(self.model, self.head, self.optimizer, rt, mix=mix_settings(self.cfg),
                                  num_classes=self.num_classes, seed=t.seed, local_batch=t.global_batch // rt.world,
-                                 accum=self.accum, tokens=self.tokens, scaler=self.scaler, compile_augment=compiled)
+                                 accum=self.accum, tokens=self.tokens, scaler=self.scaler, compile_augment=compiled,
+                                 attention=t.attention)
         self.workers = resolve_workers(self.cfg.data.num_workers)
         self.progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "nonfinite": 0}
         self.checkpoints = CheckpointWriter() if rt.is_main else None
