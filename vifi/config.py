@@ -28,7 +28,8 @@ class DataConfig(_Section):
     input_size: int = Field(224, ge=1)
     # auto: the CPU cores available to each process (docs/performance.md)
     num_workers: Union[Annotated[int, Field(ge=0)], Literal["auto"]] = "auto"
-    backend: Literal["decord", "pyav", "torchcodec"] = "decord"
+    # nvjpeg / nvdec: training clips decoded on the GPU (vifi/data/device_decode.py); evaluation decodes with decord
+    backend: Literal["decord", "pyav", "torchcodec", "nvjpeg", "nvdec"] = "decord"
     demo: bool = False  # generate the synthetic demo dataset into <out>/demo-data when the lists are absent
     quarantine: Optional[str] = None  # videos training skips (default: quarantine.txt beside the train list, if any)
 

@@ -146,6 +146,9 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     run = RunFolder(out)
     check_run_request(run, overwrite, resume)
     runtime = setup_runtime(device, cfg.train.precision)
+    from vifi.data.device_decode import check_device_backend
+
+    check_device_backend(cfg.data.backend, runtime.device)  # one line before any work or change to the folder
     with claimed(run, runtime.is_main):
         # Under the lock, state read again: another run may have finished here since the check above.
         check_run_request(run, overwrite, resume)
@@ -249,8 +252,10 @@ def build_training(cfg: RunConfig, runtime: Runtime, names: list[str], train_ent
     if cfg.train.micro_batch == "auto":
         cfg = _auto_micro_batch(cfg, runtime, len(names))
     spec = ClipSpec(cfg.data.frames, cfg.data.input_size, cfg.data.backend)
-    train_set = TrainClips(train_entries, cfg.data.root, spec, cfg.train.seed, cfg.train.color_jitter,
-                           cfg.train.grayscale)
+    from vifi.data.device_decode import GPU_BACKENDS, PlannedClips
+
+    clips = PlannedClips if cfg.data.backend in GPU_BACKENDS else TrainClips  # nvjpeg/nvdec: decoded on the GPU
+    train_set = clips(train_entries, cfg.data.root, spec, cfg.train.seed, cfg.train.color_jitter, cfg.train.grayscale)
     e = cfg.eval
     val_set = EvalClips(val_entries, cfg.data.root, spec, e.clips, e.crops, e.reference_multiclip, cfg.train.seed)
     final_views = (e.final_clips or e.clips, e.final_crops or e.crops)

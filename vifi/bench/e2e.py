@@ -110,6 +110,9 @@ def run_e2e(cfg, runtime, *, data: str, root: str, labels: str | None = None, va
     if steps < 1 or warmup < 0 or eval_videos < 1 or (videos is not None and videos < 1) or (
             val_videos is not None and val_videos < 1):
         raise VifiError("--steps, --eval-videos, --videos and --val-videos must be ≥ 1 and --warmup ≥ 0")
+    from vifi.data.device_decode import check_device_backend
+
+    check_device_backend(cfg.data.backend, runtime.device)
     started = time.perf_counter()
     entries = read_annotation_list(data)
     check_videos_exist(entries, root, data)

@@ -74,6 +74,15 @@ def compile_enabled(cfg: RunConfig, device: torch.device) -> bool:
     return enabled
 
 
+def clip_decoder(cfg: RunConfig, device: torch.device):
+    """The device-side half of a GPU decode backend (data.backend nvjpeg / nvdec), else None."""
+    from vifi.data.device_decode import GPU_BACKENDS, ClipDecoder
+
+    if cfg.data.backend not in GPU_BACKENDS:
+        return None
+    return ClipDecoder(cfg.data.backend, device, cfg.data.input_size)
+
+
 def convert_to_float8(model) -> int:
     """train.precision fp8: torchao's float8 training for the image tower's linear layers (dynamic scaling, bf16
     everywhere else). Opt-in only: its effect on accuracy at Kinetics scale is not measured (docs/performance.md).
@@ -141,7 +150,7 @@ class Trainer:
         self.engine = StepEngine(self.model, self.head, self.optimizer, rt, mix=mix_settings(self.cfg),
                                  num_classes=self.num_classes, seed=t.seed, local_batch=t.global_batch // rt.world,
                                  accum=self.accum, tokens=self.tokens, scaler=self.scaler, compile_augment=compiled,
-                                 attention=t.attention)
+                                 attention=t.attention, decode=clip_decoder(self.cfg, rt.device))
         self.workers = resolve_workers(self.cfg.data.num_workers)
         self.progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "nonfinite": 0}
         self.checkpoints = CheckpointWriter() if rt.is_main else None
