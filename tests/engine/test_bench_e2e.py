@@ -109,3 +109,24 @@ def test_cli_prints_one_json_line_with_the_promised_keys(demo_data):
     assert set(rec["projection"]) >= {"train_h", "eval_h", "final_eval_h", "startup_h"}
     assert rec["train_videos"] == 24 and rec["val_videos"] == 12  # the lists' sizes without --videos/--val-videos
     assert rec["workers"] == 0 and rec["backend"] == "decord"
+
+
+def test_paper_recipes_resolve_workers_from_the_host():
+    """num_workers: auto in every paper recipe: the cores this process may use, one left for the main process."""
+    import os
+    from pathlib import Path
+
+    from vifi.config import load_config
+    from vifi.engine.loaders import available_cores, resolve_workers
+
+    recipes = Path(__file__).resolve().parents[2] / "vifi" / "recipes"
+    for path in recipes.glob("*.yaml"):
+        if path.stem.startswith("_") or path.stem == "demo":
+            continue
+        assert load_config(path.stem).data.num_workers == "auto", path.stem
+    assert resolve_workers("auto") == max(1, min(16, available_cores() - 1))
+    os.environ["LOCAL_WORLD_SIZE"] = "2"
+    try:
+        assert resolve_workers("auto") == max(1, min(16, available_cores() // 2 - 1))
+    finally:
+        del os.environ["LOCAL_WORLD_SIZE"]

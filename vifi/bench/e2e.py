@@ -127,7 +127,8 @@ def run_e2e(cfg, runtime, *, data: str, root: str, labels: str | None = None, va
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(root), "train_list": data,
                                                                       "val_list": val or data, "demo": False})})
     timed_entries = _tiled(entries, t.global_batch * (warmup + steps + 1))
-    parts = build_training(cfg, runtime, names, timed_entries, evenly_spaced(val_entries, eval_videos),
+    eval_entries = evenly_spaced(_tiled(val_entries, eval_videos), eval_videos)  # a short list is repeated
+    parts = build_training(cfg, runtime, names, timed_entries, eval_entries,
                            model=_bench_model(cfg, runtime))
     cfg, model = parts.cfg, parts.model
     with tempfile.TemporaryDirectory(prefix="vifi-bench-e2e-") as tmp:
@@ -142,10 +143,13 @@ def run_e2e(cfg, runtime, *, data: str, root: str, labels: str | None = None, va
                 trainer.run_step(host)
             warmup_s = time.perf_counter() - tic
             step_times, waits = [], []
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
             for _ in range(steps):
                 _, result, seconds = trainer.run_step(host)
                 step_times.append(seconds)
                 waits.append(result.data_wait_s)
+            # the main process's own CPU use while training (all its threads): near 1 means it needs a whole core
+            main_cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
             step_s = sum(step_times) / steps
             # Data alone: first the micro-batches the workers already hold (read untimed), then the same count of
             # micro-batches as the timed steps, read as fast as the workers make them.
@@ -196,7 +200,7 @@ def run_e2e(cfg, runtime, *, data: str, root: str, labels: str | None = None, va
         "frames_per_s": cfg.train.global_batch * frames / step_s,
         "model_frames_per_s": cfg.train.global_batch * frames / model_s,
         "data_frames_per_s": micro_batches * micro * frames / data_s,
-        "data_wait_share": sum(waits) / sum(step_times),
+        "data_wait_share": sum(waits) / sum(step_times), "main_process_cpu_share": main_cpu_share,
         "eval_videos_per_s": rates.eval_videos_per_s, "final_eval_videos_per_s": rates.final_eval_videos_per_s,
         "eval_views": f"{cfg.eval.clips}x{cfg.eval.crops}", "final_views": "x".join(map(str, parts.final_views)),
         "eval_videos_timed": n_eval, "startup_s": startup_s, "checkpoint_s": checkpoint_s,

@@ -14,6 +14,7 @@ from vifi.cli.options import Backend, Precision, TrainMode, backend_option
 # `bench memory` also plans bridge-and-prompt runs (vifi/model/memory.py estimates them); `bench train` cannot run them
 MemoryMode = Literal["both", "image", "text", "prompt"]
 Attention = Literal["auto", "flash", "efficient", "cudnn", "math", "mha"]  # train.attention (vifi/config.py)
+GpuDecode = Literal["nvjpeg", "nvdec"]  # data.backend values that decode on the GPU (vifi/data/device_decode.py)
 CompileMode = Literal["default", "max-autotune-no-cudagraphs", "max-autotune"]
 
 bench_app = typer.Typer(help="Benchmarks: data loading, train step, eval step. Last line of output is JSON.",
@@ -51,10 +52,15 @@ def data(
     compare_formats: Optional[Path] = typer.Option(None, "--compare-formats",
                                                    help="re-encode this video in each storage format and time each"),
     short_side: int = typer.Option(256, "--short-side", help="short side for --compare-formats"),
+    gpu_decode: Optional[GpuDecode] = typer.Option(None, "--gpu-decode", help="decode on the GPU instead "
+                                                   "(data.backend nvjpeg for MJPEG, nvdec for H.264/HEVC)"),
+    prepared: bool = typer.Option(False, "--prepared", help="time the clips re-encoded as `vifi prepare --reencode` "
+                                                           "writes them (intra-only MJPEG)"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     _json_only(as_json)
     from vifi.bench.data import compare_formats as compare, data_wait_fraction, loader_throughput, synthetic_entries
+    from vifi.bench.data import prepared_entries
     from vifi.data.annotations import read_annotation_list
     from vifi.errors import VifiError
     from vifi.results import print_table
@@ -80,7 +86,11 @@ def data(
         folder = Path(tempfile.gettempdir()) / "vifi-bench-data"
         entries, root = synthetic_entries(folder), str(folder)
         source = "synthetic 10 s 340x256 30 fps H.264 clips"
-    result = loader_throughput(entries, root, frames=frames, size=size, workers=workers, clips=clips, backend=backend)
+    if prepared:
+        entries, root = prepared_entries(entries, Path(root))
+        source += ", re-encoded to MJPEG (vifi prepare --reencode)"
+    result = loader_throughput(entries, root, frames=frames, size=size, workers=workers, clips=clips,
+                               backend=gpu_decode or backend)
     result["data_wait_fraction"] = data_wait_fraction(result["clips_per_s"], model_clips_per_s)
     result["source"] = source
     import pandas as pd
