@@ -19,14 +19,11 @@ decoded by torchvision on the CPU, H.264 by PyAV).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from vifi.data.annotations import Entry
 from vifi.data.augment import draw_colour_params
+from vifi.data.dataset import TrainClips
 from vifi.data.decoding import DecodeError, clean_reason
 from vifi.data.sampling import sample_train_indices
 from vifi.data.spatial import apply_train_box, draw_train_box
@@ -97,17 +94,9 @@ def jpeg_packets(path: str, indices: np.ndarray) -> list[torch.Tensor]:
     return [found[i] for i in indices.tolist()]
 
 
-class PlannedClips(Dataset):
+class PlannedClips(TrainClips):
     """TrainClips for the GPU backends: items hold the plan of a clip (indices, crop box, JPEG bytes or the path)
     and its colour parameters; `ClipDecoder` turns a batch of plans into uint8 [B, T, S, S, 3] on the device."""
-
-    def __init__(self, entries: list[Entry], root: str | Path, spec, seed: int, jitter_p: float = 0.8,
-                 gray_p: float = 0.2):
-        self.entries, self.root, self.spec, self.seed = entries, Path(root), spec, seed
-        self.jitter_p, self.gray_p = jitter_p, gray_p
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
