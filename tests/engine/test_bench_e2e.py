@@ -50,6 +50,7 @@ def _run(demo_data, **kw):
                    videos=240000, val_videos=19877, **kw)
 
 
+@pytest.mark.slow
 def test_the_timed_loop_is_the_training_loop(demo_data, monkeypatch):
     """Every timed step goes through Trainer.run_step (the loop `vifi finetune` runs), which reads its clips from the
     run's TrainClips through StepEngine: a delay put into run_step shows in the end-to-end step time and not in the
@@ -92,6 +93,7 @@ def test_the_timed_loop_is_the_training_loop(demo_data, monkeypatch):
     assert rec["projected_hours"] == pytest.approx(sum(rec["projection"].values()))
 
 
+@pytest.mark.slow
 def test_cli_prints_one_json_line_with_the_promised_keys(demo_data):
     args = ["bench", "e2e", "k400-supervised", "--data", demo_data["train_list"], "--root", demo_data["root"],
             "--val", demo_data["val_list"], "--set", "model.arch=tiny", "--set", "data.frames=2", "--set",
