@@ -132,18 +132,18 @@ class Trainer:
             from vifi.model.grad_checkpoint import checkpoint_image_blocks
 
             checkpoint_image_blocks(self.model, t.checkpointing)
-        self.head = self.model.head
-        if rt.distributed and self.model.image_trainable:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            self.head = DDP(self.model.head, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
-                            gradient_as_bucket_view=True, **_no_forward_buffer_sync(DDP))
         if t.attention == "mha":
             from vifi.model.attention import use_multihead_attention
 
             use_multihead_attention(self.model)
         if rt.precision == "fp8":
             convert_to_float8(self.model)
+        self.head = self.model.head  # (fp8 modules swapped in before DDP wraps them; same parameters)
+        if rt.distributed and self.model.image_trainable:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.head = DDP(self.model.head, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
+                            gradient_as_bucket_view=True, **_no_forward_buffer_sync(DDP))
         compiled = compile_enabled(self.cfg, rt.device)
         if compiled:
             self.head = torch.compile(self.head, mode=None if t.compile_mode == "default" else t.compile_mode)
