@@ -110,3 +110,24 @@ def test_bench_memory_plans_a_prompt_run_as_its_help_says():
     assert record["mode"] == "prompt"
     assert (record["micro_batch"], record["checkpoint_blocks"]) == (plan.micro_batch, plan.checkpoint_blocks)
     assert record["estimate_gib"] == round(plan.estimate_gib, 2)
+
+
+def test_bench_data_prepared_times_the_mjpeg_reencode_and_reports_cpu_rate(tmp_path):
+    """--prepared re-encodes the listed clips as `vifi prepare --reencode` does (intra-only MJPEG) and times those;
+    in-process (--workers 0) the record has frames per CPU-second."""
+    import av
+    import numpy as np
+
+    from tests.conftest import ramp_frames, write_video
+
+    for i in range(2):
+        write_video(tmp_path / "v" / f"c{i}.mp4", ramp_frames(24, 48, 64))
+    (tmp_path / "list.txt").write_text("c0.mp4 0\nc1.mp4 0\n")
+    rec = _last_json("data", "--data", tmp_path / "list.txt", "--root", tmp_path / "v", "--frames", "4", "--size",
+                     "32", "--workers", "0", "--clips", "3", "--prepared", "--json")
+    assert rec["source"].endswith("re-encoded to MJPEG (vifi prepare --reencode)")
+    made = sorted((tmp_path / "v" / "prepared-mjpeg-256").glob("*.avi"))
+    assert [p.name for p in made] == ["c0.mp4.avi", "c1.mp4.avi"]
+    with av.open(str(made[0])) as container:
+        assert container.streams.video[0].codec_context.name == "mjpeg"
+    assert rec["frames_per_cpu_s"] > 0 and np.isfinite(rec["frames_per_cpu_s"])
