@@ -125,8 +125,14 @@ def run_e2e(cfg, runtime, *, data: str, root: str, labels: str | None = None, va
     n_val = val_videos or len(val_entries)
     t = cfg.train
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(root), "train_list": data,
-                                                                      "val_list": val or data, "demo": False})})
-    timed_entries = _tiled(entries, t.global_batch * (warmup + steps + 1))
+                                                                      "val_list": val or data, "demo": False}),
+                                 "train": t.model_copy(update={"report_to": []})})  # no tracker runs for a bench
+    from vifi.engine.loaders import resolve_workers
+
+    # enough for one epoch of everything read below, whatever the recipe's epochs: warm-up and timed steps, the data
+    # alone, the held step and the micro-batches the workers buffer (4 each, at most a global batch each)
+    needed = warmup + 2 * steps + 2 + 4 * resolve_workers(cfg.data.num_workers)
+    timed_entries = _tiled(entries, t.global_batch * needed)
     eval_entries = evenly_spaced(_tiled(val_entries, eval_videos), eval_videos)  # a short list is repeated
     parts = build_training(cfg, runtime, names, timed_entries, eval_entries,
                            model=_bench_model(cfg, runtime))
