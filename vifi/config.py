@@ -28,7 +28,8 @@ class DataConfig(_Section):
     input_size: int = Field(224, ge=1)
     # auto: the CPU cores available to each process (docs/performance.md)
     num_workers: Union[Annotated[int, Field(ge=0)], Literal["auto"]] = "auto"
-    backend: Literal["decord", "pyav", "torchcodec"] = "decord"
+    # nvjpeg / nvdec: training clips decoded on the GPU (vifi/data/device_decode.py); evaluation decodes with decord
+    backend: Literal["decord", "pyav", "torchcodec", "nvjpeg", "nvdec"] = "decord"
     demo: bool = False  # generate the synthetic demo dataset into <out>/demo-data when the lists are absent
     quarantine: Optional[str] = None  # videos training skips (default: quarantine.txt beside the train list, if any)
 
@@ -99,12 +100,16 @@ class TrainConfig(_Section):
     color_jitter: float = Field(0.8, ge=0, le=1)
     grayscale: float = Field(0.2, ge=0, le=1)
     seed: int = Field(1024, ge=0)
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    # fp8: torchao float8 training of the image tower's linear layers (opt-in; CUDA + torchao; docs/performance.md)
+    precision: Literal["auto", "bf16", "fp16", "fp32", "fp8"] = "auto"
     eval_every: int = Field(1, ge=1)  # epochs; the last epoch is always evaluated
     log_every: int = Field(10, ge=1)  # optimizer steps
     save_every: int = Field(0, ge=0)  # optimizer steps between mid-epoch checkpoints (0: at each epoch end only)
     keep_last: int = Field(2, ge=1)
     compile: Union[bool, Literal["auto"]] = "auto"  # torch.compile the video head and augmentation; auto: on CUDA
+    compile_mode: Literal["default", "max-autotune-no-cudagraphs", "max-autotune"] = "default"  # torch.compile mode
+    # SDPA kernel family of the attention (vifi/model/attention.py); mha: open_clip's nn.MultiheadAttention path
+    attention: Literal["auto", "flash", "efficient", "cudnn", "math", "mha"] = "auto"
     # activation checkpointing of the image tower: true = every block, N = the first N blocks (the text tower, run
     # once per step, is never checkpointed): less memory for some speed (docs/performance.md); auto: the fewest
     # blocks that the memory estimate (vifi/model/memory.py) says fit this GPU; none on CPU

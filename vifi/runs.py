@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,9 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     run = RunFolder(out)
     check_run_request(run, overwrite, resume)
     runtime = setup_runtime(device, cfg.train.precision)
+    from vifi.data.device_decode import check_device_backend
+
+    check_device_backend(cfg.data.backend, runtime.device)  # one line before any work or change to the folder
     with claimed(run, runtime.is_main):
         # Under the lock, state read again: another run may have finished here since the check above.
         check_run_request(run, overwrite, resume)
@@ -178,8 +182,6 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
 def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bool, resume: bool,
               deterministic: bool, show_progress: bool) -> dict[str, Any]:
     from vifi.engine.train import Trainer
-    from vifi.model.facts import describe
-    from vifi.model.factory import build_model, prompt_template
 
     out = run.path
     if runtime.is_main:
@@ -197,21 +199,9 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
     if runtime.is_main:
         check_decodable(val_entries, cfg.data.root, cfg.data.backend, cfg.data.val_list,
                         skip=cfg.eval.skip_undecodable, workers=cfg.data.num_workers)
-    model = build_model(cfg.model, cfg.data).to(runtime.device)
-    template = prompt_template(cfg.model)
-    tokens = model.tokenize(model.class_texts(names, template))
-    if cfg.train.checkpointing == "auto":
-        cfg = _auto_checkpointing(cfg, runtime, model, len(names), text_tokens=int(tokens.argmax(-1).max()) + 1)
-    if cfg.train.micro_batch == "auto":
-        cfg = _auto_micro_batch(cfg, runtime, len(names))
-    spec = ClipSpec(cfg.data.frames, cfg.data.input_size, cfg.data.backend)
-    train_set = TrainClips(train_entries, cfg.data.root, spec, cfg.train.seed, cfg.train.color_jitter,
-                           cfg.train.grayscale)
-    e = cfg.eval
-    val_set = EvalClips(val_entries, cfg.data.root, spec, e.clips, e.crops, e.reference_multiclip, cfg.train.seed)
-    final_views = (e.final_clips or e.clips, e.final_crops or e.crops)
-    final_set = val_set if final_views == (e.clips, e.crops) else EvalClips(
-        val_entries, cfg.data.root, spec, *final_views, e.reference_multiclip, cfg.train.seed)
+    parts = build_training(cfg, runtime, names, train_entries, val_entries)
+    cfg, model, template, tokens, train_set = parts.cfg, parts.model, parts.template, parts.tokens, parts.train_set
+    val_set, final_set, final_views, e = parts.val_set, parts.final_set, parts.final_views, cfg.eval
     last: dict[str, EvalResult] = {}
 
     def evaluate_epoch(epoch: int) -> dict:
@@ -224,8 +214,7 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
             console.note(f"epoch {epoch + 1}: top1 {result.top1:.2f}  top5 {result.top5:.2f}  ({result.n_videos} videos)")
         return result.summary()
 
-    facts = describe(model, frames=cfg.data.frames, input_size=cfg.data.input_size, template=template,
-                     class_names=names)
+    facts = parts.facts
     trainer = Trainer(cfg, model, runtime, out, train_set, tokens, len(names), evaluate_fn=evaluate_epoch,
                       ckpt_meta=facts, show_progress=show_progress)  # checks batch sizes: still before any change
     if runtime.is_main:
@@ -254,6 +243,50 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
     console.stop_mirror()
     runtime.barrier()
     return result.summary()
+
+
+@dataclass
+class TrainingParts:
+    """What a training run is made of once its inputs are read: `vifi finetune` trains with it, `vifi bench e2e`
+    times it (docs/performance.md), so the benchmark measures the run's own model, micro-batch plan and datasets."""
+    cfg: RunConfig  # with train.checkpointing / train.micro_batch auto resolved
+    model: Any
+    template: str | None
+    tokens: torch.Tensor
+    train_set: TrainClips
+    val_set: EvalClips
+    final_set: EvalClips  # the views after the last epoch (e.g. 4x3), else val_set
+    final_views: tuple[int, int]
+    facts: Any
+
+
+def build_training(cfg: RunConfig, runtime: Runtime, names: list[str], train_entries: list, val_entries: list,
+                   model=None) -> TrainingParts:
+    """The model (built from `cfg.model` unless given), class tokens, the auto memory and micro-batch plans and the
+    train/eval datasets of a run."""
+    from vifi.model.facts import describe
+    from vifi.model.factory import build_model, prompt_template
+
+    model = (model if model is not None else build_model(cfg.model, cfg.data)).to(runtime.device)
+    template = prompt_template(cfg.model)
+    tokens = model.tokenize(model.class_texts(names, template))
+    if cfg.train.checkpointing == "auto":
+        cfg = _auto_checkpointing(cfg, runtime, model, len(names), text_tokens=int(tokens.argmax(-1).max()) + 1)
+    if cfg.train.micro_batch == "auto":
+        cfg = _auto_micro_batch(cfg, runtime, len(names))
+    spec = ClipSpec(cfg.data.frames, cfg.data.input_size, cfg.data.backend)
+    from vifi.data.device_decode import GPU_BACKENDS, PlannedClips
+
+    clips = PlannedClips if cfg.data.backend in GPU_BACKENDS else TrainClips  # nvjpeg/nvdec: decoded on the GPU
+    train_set = clips(train_entries, cfg.data.root, spec, cfg.train.seed, cfg.train.color_jitter, cfg.train.grayscale)
+    e = cfg.eval
+    val_set = EvalClips(val_entries, cfg.data.root, spec, e.clips, e.crops, e.reference_multiclip, cfg.train.seed)
+    final_views = (e.final_clips or e.clips, e.final_crops or e.crops)
+    final_set = val_set if final_views == (e.clips, e.crops) else EvalClips(
+        val_entries, cfg.data.root, spec, *final_views, e.reference_multiclip, cfg.train.seed)
+    facts = describe(model, frames=cfg.data.frames, input_size=cfg.data.input_size, template=template,
+                     class_names=names)
+    return TrainingParts(cfg, model, template, tokens, train_set, val_set, final_set, final_views, facts)
 
 
 def run_eval(checkpoint: str, data: str, labels: str, root: str, out: Path, *, frames: int | None = None,

@@ -10,7 +10,7 @@ from vifi.config import load_config
 from vifi.errors import VifiError
 
 
-def _trainer(demo_data, tmp_path, tiny_model, epochs=2):
+def _trainer(demo_data, tmp_path, tiny_model, epochs=2, sets=()):
     from vifi.data.annotations import read_annotation_list, read_label_csv
     from vifi.data.dataset import ClipSpec, TrainClips
     from vifi.engine.runtime import setup_runtime
@@ -18,7 +18,7 @@ def _trainer(demo_data, tmp_path, tiny_model, epochs=2):
     from vifi.model.vifi_clip import class_prompts
 
     cfg = load_config("demo", [f"train.epochs={epochs}", "train.global_batch=6", "train.micro_batch=3",
-                               "data.num_workers=0", "data.frames=2"])
+                               "data.num_workers=0", "data.frames=2", *sets])
     names = read_label_csv(demo_data["labels"])
     entries = read_annotation_list(demo_data["train_list"], len(names))
     data = TrainClips(entries, demo_data["root"], ClipSpec(2, 64), 0, 0.0, 0.0)
@@ -64,6 +64,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(demo_data, tmp_pat
 
     trainer = _trainer(demo_data, tmp_path, tiny_model)
     trainer._save()  # step 0
+    trainer.close()  # written in the background: on disk once close() returns
     folder = tmp_path / "checkpoints"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     trainer.progress["step"] = 3
@@ -72,7 +73,39 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(demo_data, tmp_pat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ck.torch, "save", full_disk)
+    trainer._save()  # the host copy is taken; the write fails in the background thread ...
     with pytest.raises(VifiError, match=r"No space left on device.*previous checkpoint \(ckpt-0000000"):
-        trainer._save()
+        trainer.close()  # ... and is raised at the next wait (here, or the next save, or the run's end)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing half-written left behind
     assert json.loads((folder / "latest.json").read_text())["weights"] == "ckpt-0000000.safetensors"
+
+
+def test_background_checkpoint_holds_the_weights_of_when_it_was_asked_for(demo_data, tmp_path, tiny_model,
+                                                                         monkeypatch):
+    """The write runs in a thread while training changes the weights in place: the file must hold the host copy
+    taken at save time (on CPU `.cpu()` would alias the live tensors), and the loop must not wait for the write."""
+    import threading
+
+    import vifi.engine.checkpointing as ck
+    from safetensors.torch import load_file
+
+    trainer = _trainer(demo_data, tmp_path, tiny_model)
+    release, real = threading.Event(), ck.write_weights
+
+    def slow_write(*args, **kwargs):
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ck, "write_weights", slow_write)
+    asked = {k: v.clone() for k, v in tiny_model.clip.state_dict().items()}
+    trainer._save()  # returns although the write is held back
+    assert not (tmp_path / "checkpoints" / "latest.json").exists()
+    with torch.no_grad():
+        for p in tiny_model.parameters():
+            p.add_(1.0)  # the next steps
+    release.set()
+    trainer.close()
+    saved = load_file(str(tmp_path / "checkpoints" / "ckpt-0000000.safetensors"))
+    for k, v in asked.items():
+        assert torch.equal(saved[k], v), k
+    assert json.loads((tmp_path / "checkpoints" / "latest.json").read_text())["weights"] == "ckpt-0000000.safetensors"

@@ -20,25 +20,49 @@ from vifi.data.dataset import ClipSpec, TrainClips, collate
 
 def loader_throughput(entries: list[Entry], root: str | Path, *, frames: int, size: int, workers: int, clips: int,
                       backend: str = "decord", seed: int = 0) -> dict:
-    """Clips/s and frames/s through a DataLoader with `workers` processes (0 = in the main process)."""
-    dataset = TrainClips(entries, root, ClipSpec(frames, size, backend), seed)
+    """Clips/s and frames/s through a DataLoader with `workers` processes (0 = in the main process).
+
+    GPU decode backends (nvjpeg, nvdec): the workers plan, the main process decodes each clip on the GPU (as in
+    training), and the time includes that decoding."""
+    from vifi.data.device_decode import GPU_BACKENDS, ClipDecoder, PlannedClips, check_device_backend
+
+    if backend in GPU_BACKENDS:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        check_device_backend(backend, device)
+        dataset, decoder = PlannedClips(entries, root, ClipSpec(frames, size, backend), seed), ClipDecoder(
+            backend, device, size)
+    else:
+        dataset, decoder = TrainClips(entries, root, ClipSpec(frames, size, backend), seed), None
     keys = [(0, i % len(entries)) for i in range(clips)]
     loader = DataLoader(_KeyDataset(dataset, keys), batch_size=1, num_workers=workers,
                         collate_fn=collate, prefetch_factor=4 if workers else None)
-    it = iter(loader)
+    it = iter(loader) if decoder is None else _decoded(iter(loader), decoder)
     warm = min(max(workers, 1), clips - 1) if clips > 1 else 0
     for _ in range(warm):  # start-up (fork, first decoder init) is not throughput
         next(it)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     n = 0
     for _ in it:
         n += 1
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     clips_per_s = n / elapsed if elapsed > 0 else float("nan")
     procs = max(workers, 1)
-    return {"workers": workers, "clips": n, "frames": frames, "size": size, "backend": backend,
-            "clips_per_s": clips_per_s, "frames_per_s": clips_per_s * frames,
-            "frames_per_s_per_worker": clips_per_s * frames / procs}
+    record = {"workers": workers, "clips": n, "frames": frames, "size": size, "backend": backend,
+              "clips_per_s": clips_per_s, "frames_per_s": clips_per_s * frames,
+              "frames_per_s_per_worker": clips_per_s * frames / procs}
+    if workers == 0:
+        # In-process, the CPU time of every decoding thread is this process's: frames per CPU-second is what one
+        # dedicated core would give, unlike wall time on a host shared with other jobs (docs/performance.md).
+        record["frames_per_cpu_s"] = n * frames / cpu if cpu > 0 else float("nan")
+    return record
+
+
+def _decoded(batches, decoder):
+    for batch in batches:
+        clips = decoder(batch["plans"])
+        if clips.is_cuda:
+            torch.cuda.synchronize(clips.device)
+        yield clips
 
 
 class _KeyDataset(torch.utils.data.Dataset):
@@ -84,6 +108,22 @@ def compare_formats(video: Path, *, short_side: int, frames: int, clips: int, fo
                          "video_frames": count_frames(Path(root) / path, backend),
                          "frames_per_s": round(speed["frames_per_s"], 1)})
     return rows
+
+
+def prepared_entries(entries: list[Entry], root: Path, fmt: str = "mjpeg", short_side: int = 256) -> tuple[list[Entry], Path]:
+    """The clips as `vifi prepare --reencode` writes them (intra-only MJPEG by default), beside the originals."""
+    from vifi.prepare.reencode import reencode_one
+
+    out = Path(root) / f"prepared-{fmt}-{short_side}"
+    prepared = []
+    for e in entries:
+        row = reencode_one((e.path, str(root), str(out), short_side, fmt))
+        if row["status"].startswith("failed"):
+            from vifi.errors import VifiError
+
+            raise VifiError(f"re-encoding {e.path} for the benchmark failed: {row['status']}")
+        prepared.append(Entry(row["output"], e.label))
+    return prepared, out
 
 
 def synthetic_entries(folder: Path, n: int = 4, seconds: float = 10.0, fps: int = 30,

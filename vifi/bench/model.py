@@ -58,6 +58,8 @@ class BenchSpec:
     data: str | None = None  # annotation list: real decoded clips instead of synthetic frames (train)
     root: str | None = None
     workers: int | str = "auto"
+    attention: str = "auto"  # train.attention (vifi/model/attention.py)
+    compile_mode: str = "default"  # train.compile_mode
 
 
 def build_random_model(arch: str, train_mode: str, device: torch.device):
@@ -191,11 +193,13 @@ def train_step_fn(model, runtime: Runtime, spec: BenchSpec, reference: bool):
     from vifi.data.mixup import MixSettings
     from vifi.engine.step import StepEngine
 
-    head = torch.compile(model.head) if spec.compile else model.head
+    mode = None if spec.compile_mode == "default" else spec.compile_mode
+    head = torch.compile(model.head, mode=mode) if spec.compile else model.head
     t = cfg.train
     mix = MixSettings(t.mixup, t.cutmix, t.mix_switch_prob, t.label_smoothing, t.mix_group if micro % t.mix_group == 0 else 1)
     engine = StepEngine(model, head, opt, runtime, mix=mix, num_classes=spec.classes, seed=0,
-                        local_batch=accum * micro, accum=accum, tokens=tokens, compile_augment=spec.compile)
+                        local_batch=accum * micro, accum=accum, tokens=tokens, compile_augment=spec.compile,
+                        attention=spec.attention)
     if spec.data:
         host = _real_host_batches(spec, size, device)
     else:
@@ -263,6 +267,10 @@ def count_host_syncs(fn) -> tuple[int, list[str]] | None:
 def measure(kind: str, spec: BenchSpec, runtime: Runtime, reference: bool, peak: float | None,
             count_flops: bool = True) -> dict:
     model = build_random_model(spec.arch, spec.train_mode if kind == "train" else "frozen", runtime.device)
+    if reference or spec.attention == "mha":  # the reference runs open_clip's nn.MultiheadAttention path
+        from vifi.model.attention import use_multihead_attention
+
+        use_multihead_attention(model)
     if spec.checkpointing and not reference:
         from vifi.model.grad_checkpoint import checkpoint_image_blocks
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -13,6 +13,9 @@ from vifi.cli.options import Backend, Precision, TrainMode, backend_option
 
 # `bench memory` also plans bridge-and-prompt runs (vifi/model/memory.py estimates them); `bench train` cannot run them
 MemoryMode = Literal["both", "image", "text", "prompt"]
+Attention = Literal["auto", "flash", "efficient", "cudnn", "math", "mha"]  # train.attention (vifi/config.py)
+GpuDecode = Literal["nvjpeg", "nvdec"]  # data.backend values that decode on the GPU (vifi/data/device_decode.py)
+CompileMode = Literal["default", "max-autotune-no-cudagraphs", "max-autotune"]
 
 bench_app = typer.Typer(help="Benchmarks: data loading, train step, eval step. Last line of output is JSON.",
                         no_args_is_help=True)
@@ -49,10 +52,15 @@ def data(
     compare_formats: Optional[Path] = typer.Option(None, "--compare-formats",
                                                    help="re-encode this video in each storage format and time each"),
     short_side: int = typer.Option(256, "--short-side", help="short side for --compare-formats"),
+    gpu_decode: Optional[GpuDecode] = typer.Option(None, "--gpu-decode", help="decode on the GPU instead "
+                                                   "(data.backend nvjpeg for MJPEG, nvdec for H.264/HEVC)"),
+    prepared: bool = typer.Option(False, "--prepared", help="time the clips re-encoded as `vifi prepare --reencode` "
+                                                           "writes them (intra-only MJPEG)"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     _json_only(as_json)
     from vifi.bench.data import compare_formats as compare, data_wait_fraction, loader_throughput, synthetic_entries
+    from vifi.bench.data import prepared_entries
     from vifi.data.annotations import read_annotation_list
     from vifi.errors import VifiError
     from vifi.results import print_table
@@ -78,7 +86,11 @@ def data(
         folder = Path(tempfile.gettempdir()) / "vifi-bench-data"
         entries, root = synthetic_entries(folder), str(folder)
         source = "synthetic 10 s 340x256 30 fps H.264 clips"
-    result = loader_throughput(entries, root, frames=frames, size=size, workers=workers, clips=clips, backend=backend)
+    if prepared:
+        entries, root = prepared_entries(entries, Path(root))
+        source += ", re-encoded to MJPEG (vifi prepare --reencode)"
+    result = loader_throughput(entries, root, frames=frames, size=size, workers=workers, clips=clips,
+                               backend=gpu_decode or backend)
     result["data_wait_fraction"] = data_wait_fraction(result["clips_per_s"], model_clips_per_s)
     result["source"] = source
     import pandas as pd
@@ -135,6 +147,57 @@ def memory(
            "image_blocks": shape.image_blocks, "estimate_gib": round(plan.estimate_gib, 2)})
 
 
+@bench_app.command("e2e", help="A recipe's own training loop on your videos for a few steps, plus a short "
+                                 "evaluation; prints the rates and the projected hours of the whole run."
+                                 "\n\nExample: vifi bench e2e k400-supervised --data train.txt --root videos/ "
+                                 "--videos 240000 --val-videos 19877 --json")
+def e2e(
+    recipe: str = typer.Argument(..., help="recipe name (e.g. k400-supervised) or a YAML config path"),
+    data_list: str = typer.Option(..., "--data", help="annotation list whose videos are timed"),
+    root: str = typer.Option(..., "--root", help="video root of --data"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="label CSV (default: as many classes as --data uses)"),
+    val: Optional[str] = typer.Option(None, "--val", help="evaluation list (default: --data)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override, e.g. --set model.arch=tiny"),
+    steps: int = typer.Option(3, "--steps", help="timed optimizer steps"),
+    warmup: int = typer.Option(1, "--warmup", help="untimed steps first (worker start-up, compilation)"),
+    videos: Optional[int] = typer.Option(None, "--videos", help="training videos of the projected run "
+                                                                "(default: the size of --data)"),
+    val_videos: Optional[int] = typer.Option(None, "--val-videos", help="evaluation videos of the projected run "
+                                                                        "(default: the size of --val)"),
+    eval_videos: int = typer.Option(16, "--eval-videos", help="videos of the timed evaluation pass"),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda | cpu (default: cuda when present)"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    _json_only(as_json)
+    from vifi.bench.e2e import run_e2e
+    from vifi.config import check_cli_values, load_config
+    from vifi.engine.runtime import setup_runtime
+    from vifi.results import print_table
+
+    check_cli_values(device=device)
+    cfg = load_config(recipe, list(set_ or []))
+    runtime = setup_runtime(device, cfg.train.precision)
+    record = run_e2e(cfg, runtime, data=data_list, root=root, labels=labels, val=val, steps=steps, warmup=warmup,
+                     videos=videos, val_videos=val_videos, eval_videos=eval_videos)
+    import pandas as pd
+
+    shown = {k: record[k] for k in ("frames_per_s", "model_frames_per_s", "data_frames_per_s", "data_wait_share",
+                                    "eval_videos_per_s", "final_eval_videos_per_s", "startup_s", "projected_hours")}
+    shown.update(record["projection"])
+    print_table(pd.DataFrame({"measure": list(shown), "value": [f"{v:.4g}" for v in shown.values()]}),
+                f"bench e2e: {record['recipe']}, {record['frames']} frames, {record['workers']} workers, "
+                f"{record['backend']} on {record['device']}")
+    _emit(_rounded(record))
+
+
+def _rounded(record: dict) -> dict:
+    def r(v):
+        if isinstance(v, float):
+            return float(f"{v:.4g}")
+        return {k: r(x) for k, x in v.items()} if isinstance(v, dict) else v
+    return {k: r(v) for k, v in record.items()}
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
@@ -142,7 +205,8 @@ def register(app: typer.Typer) -> None:
 def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classes: int, global_batch: int,
                      train_mode: str, compile_: bool, checkpointing: bool, compare_reference: bool, device: Optional[str],
                      precision: str, steps: int, warmup: int, peak: Optional[float], checkpoint_blocks: Optional[int] = None,
-                     data: Optional[str] = None, root: Optional[str] = None, workers: str = "auto") -> None:
+                     data: Optional[str] = None, root: Optional[str] = None, workers: str = "auto",
+                     attention: str = "auto", compile_mode: str = "default") -> None:
     import torch
 
     from vifi.bench.model import BenchSpec, auto_micro_batch, measure, peak_tflops, round_record
@@ -157,7 +221,8 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     runtime = setup_runtime(device, precision)
     spec = BenchSpec(arch=arch, frames=frames, micro_batch=1, classes=classes, global_batch=global_batch,
                      train_mode=train_mode, compile=compile_, checkpointing=checkpointing, steps=steps, warmup=warmup,
-                     data=data, root=root, workers=workers if workers == "auto" else int(workers))
+                     data=data, root=root, workers=workers if workers == "auto" else int(workers),
+                     attention=attention, compile_mode=compile_mode)
     if micro_batch == "auto":
         spec.micro_batch = auto_micro_batch(spec, runtime, kind, multiple_of=4 if kind == "train" else 1)
     else:
@@ -172,6 +237,7 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     record = {"kind": kind, "arch": arch, "frames": frames, "micro_batch": spec.micro_batch, "classes": classes,
               "global_batch": global_batch if kind == "train" else None, "compile": compile_,
               "checkpointing": checkpointing, "data": data or "synthetic uint8", "precision": runtime.precision,
+              "attention": attention, "compile_mode": compile_mode,
               "device": device_description(runtime.device),
               "torch": torch.__version__, "peak_tflops": peak, **ours}
     if compare_reference:
@@ -215,11 +281,16 @@ def train(
     steps: int = typer.Option(3, "--steps", help="timed optimizer steps"),
     warmup: int = typer.Option(1, "--warmup", help="untimed steps first (compilation, allocator)"),
     peak: Optional[float] = typer.Option(None, "--peak-tflops", help="device peak for MFU (default: known GPUs)"),
+    attention: Attention = typer.Option("auto", "--attention", help="SDPA kernel family, or mha: open_clip's "
+                                                                   "nn.MultiheadAttention path (train.attention)"),
+    compile_mode: CompileMode = typer.Option("default", "--compile-mode", help="torch.compile mode with --compile "
+                                                                              "(train.compile_mode)"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     _json_only(as_json)
     _run_model_bench("train", arch, frames, micro_batch, classes, global_batch, train_mode, compile_, checkpointing,
-                     compare_reference, device, precision, steps, warmup, peak, checkpoint_blocks, data_list, root, workers)
+                     compare_reference, device, precision, steps, warmup, peak, checkpoint_blocks, data_list, root, workers,
+                     attention, compile_mode)
 
 
 @bench_app.command("eval", help="Evaluation throughput on synthetic tensors."

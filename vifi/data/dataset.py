@@ -123,10 +123,13 @@ class StepBatches(torch.utils.data.Sampler):
 
 def collate(items: list[dict]) -> dict:
     out = {
-        "frames": torch.stack([it["frames"] for it in items]),
         "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
     }
+    if "frames" in items[0]:
+        out["frames"] = torch.stack([it["frames"] for it in items])
+    else:  # GPU decode backends: the clips' plans, decoded on the device (vifi/data/device_decode.py)
+        out["plans"] = [it["plan"] for it in items]
     if "failed" in items[0]:
         out["failed"] = [it["failed"] for it in items]
     if "params" in items[0]:

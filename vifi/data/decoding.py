@@ -83,6 +83,8 @@ _DECORD_OK: bool | None = None
 def resolve_backend(backend: str) -> str:
     """`decord` when it is importable, else `pyav` (same frames for the same indices), with a one-time notice."""
     global _DECORD_OK
+    if backend in ("nvjpeg", "nvdec"):  # GPU backends decode training clips only; the rest reads on the CPU
+        backend = "decord"
     if backend != "decord":
         return backend
     if _DECORD_OK is None:

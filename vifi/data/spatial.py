@@ -18,15 +18,21 @@ def train_short_side(size: int) -> int:
     return int(256 / 224 * size)
 
 
+def short_side_dims(h: int, w: int, short: int) -> tuple[int, int]:
+    """(h, w) after `resize_short_side`: min = short, long side int(long*short/s + 0.5)."""
+    if min(h, w) == short:
+        return h, w
+    if h <= w:
+        return short, int(w * short / h + 0.5)
+    return int(h * short / w + 0.5), short
+
+
 def resize_short_side(frames: torch.Tensor, short: int) -> torch.Tensor:
     """uint8 [T,H,W,3] -> uint8 [T,h,w,3] with min(h,w) = short; long side int(long*short/s + 0.5), bilinear."""
     h, w = frames.shape[1:3]
-    if min(h, w) == short:
+    new_h, new_w = short_side_dims(h, w, short)
+    if (new_h, new_w) == (h, w):
         return frames
-    if h <= w:
-        new_h, new_w = short, int(w * short / h + 0.5)
-    else:
-        new_h, new_w = int(h * short / w + 0.5), short
     return resize(frames, new_h, new_w)
 
 
@@ -50,8 +56,19 @@ def multiscale_crop_box(h: int, w: int, size: int, rng: np.random.Generator) -> 
 
 
 def train_geometry(frames: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
+    return apply_train_box(frames, size, draw_train_box(frames.shape[1], frames.shape[2], size, rng))
+
+
+def draw_train_box(h: int, w: int, size: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """The crop box of a training clip whose decoded frames are h×w: drawn before any pixel is decoded, so that a
+    worker can draw it and the GPU apply it (vifi/data/device_decode.py)."""
+    return multiscale_crop_box(*short_side_dims(h, w, train_short_side(size)), size, rng)
+
+
+def apply_train_box(frames: torch.Tensor, size: int, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """uint8 [T,H,W,3] on any device: short side to train_short_side(size), crop `box`, resize to size×size."""
+    top, left, ch, cw = box
     frames = resize_short_side(frames, train_short_side(size))
-    top, left, ch, cw = multiscale_crop_box(frames.shape[1], frames.shape[2], size, rng)
     return resize(frames[:, top:top + ch, left:left + cw], size, size)
 
 

@@ -16,7 +16,7 @@ from vifi.errors import VifiError
 @dataclass
 class Runtime:
     device: torch.device
-    precision: str  # bf16 | fp16 | fp32
+    precision: str  # bf16 | fp16 | fp32 | fp8 (bf16 autocast, float8 linears: vifi/engine/train.py)
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -32,7 +32,7 @@ class Runtime:
     def autocast(self):
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def barrier(self) -> None:
@@ -64,7 +64,23 @@ def setup_runtime(device: str | None = None, precision: str = "auto") -> Runtime
         precision = "bf16" if dev.type == "cuda" else "fp32"
     if precision == "fp16" and dev.type != "cuda":
         raise VifiError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    if precision == "fp8":
+        check_fp8(dev)
     return Runtime(device=dev, precision=precision, rank=rank, world=world, local_rank=local_rank)
+
+
+def check_fp8(dev: torch.device) -> None:
+    """train.precision fp8 needs a CUDA GPU (float8 matmuls: compute capability 8.9+) and torchao."""
+    if dev.type != "cuda":
+        raise VifiError("train.precision fp8 needs a CUDA GPU with float8 support (H100/H200, Ada); use bf16 "
+                        "(or fp32 on CPU)")
+    import importlib.util
+
+    if importlib.util.find_spec("torchao") is None:
+        raise VifiError("train.precision fp8 needs torchao: pip install 'vifi[fp8]' (or torchao), or use bf16")
+    if torch.cuda.get_device_capability(dev) < (8, 9):
+        raise VifiError(f"train.precision fp8: {torch.cuda.get_device_name(dev)} has no float8 matmuls "
+                        "(compute capability 8.9+ needed); use bf16")
 
 
 def seed_everything(seed: int) -> None:

@@ -79,13 +79,15 @@ def accumulate_step_gradients(model, head, batches: Iterable[tuple[torch.Tensor,
 class DeviceFeed:
     """Host micro-batches → device tensors; on CUDA the copy runs on a side stream so that it overlaps compute."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, decode: Callable | None = None):
         self.device = device
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.decode = decode  # GPU decode backends: plans -> uint8 clips on the device (vifi/data/device_decode.py)
 
     def __call__(self, item: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
-            frames = item["frames"].to(self.device, non_blocking=True)
+            frames = self.decode(item["plans"]) if "plans" in item else item["frames"].to(self.device,
+                                                                                         non_blocking=True)
             labels = item["label"].to(self.device, non_blocking=True)
             params = {k: v.to(self.device, non_blocking=True) for k, v in item["params"].items()}
         if self.stream is not None:
@@ -100,7 +102,8 @@ class StepEngine:
     """Runs optimizer steps of `model` on host micro-batches (uint8 frames + colour params + labels)."""
 
     def __init__(self, model, head, optimizer, runtime: Runtime, *, mix: MixSettings, num_classes: int, seed: int,
-                 local_batch: int, accum: int, tokens: torch.Tensor, scaler=None, compile_augment: bool = False):
+                 local_batch: int, accum: int, tokens: torch.Tensor, scaler=None, compile_augment: bool = False,
+                 attention: str = "auto", decode: Callable | None = None):
         self.model, self.head, self.optimizer, self.runtime = model, head, optimizer, runtime
         self.mix, self.num_classes, self.seed = mix, num_classes, seed
         self.local_batch, self.accum, self.scaler = local_batch, accum, scaler
@@ -108,7 +111,8 @@ class StepEngine:
         # The prompts' longest EOT, read once from host tokens: no device read inside a step.
         self.text_length = int(cpu_tokens.argmax(dim=-1).max()) + 1
         self.tokens = tokens.to(runtime.device)
-        self.feed = DeviceFeed(runtime.device)
+        self.feed = DeviceFeed(runtime.device, decode)
+        self.attention = attention  # train.attention: SDPA kernel family (vifi/model/attention.py)
         self.augment: Callable = torch.compile(augment_batch, dynamic=False) if compile_augment else augment_batch
         self.cached_text = None
         if not model.text_trainable:
@@ -135,10 +139,14 @@ class StepEngine:
 
     def run(self, host: Iterator[dict], step: int, on_nonfinite: Callable[[int], None] | None = None) -> StepResult:
         """One optimizer step over the next `accum` host micro-batches of `host` (the LR is already set)."""
+        from vifi.model.attention import sdpa_backend
+
         waits: list[float] = []
-        total = accumulate_step_gradients(self.model, self.head, self._device_batches(host, step, waits),
-                                          self.tokens, self.cached_text, self.runtime, local_batch=self.local_batch,
-                                          scaler=self.scaler, text_length=self.text_length, count=self.accum)
+        with sdpa_backend(self.attention):
+            total = accumulate_step_gradients(self.model, self.head, self._device_batches(host, step, waits),
+                                              self.tokens, self.cached_text, self.runtime,
+                                              local_batch=self.local_batch, scaler=self.scaler,
+                                              text_length=self.text_length, count=self.accum)
         if self.scaler is not None:  # fp16: GradScaler checks the gradients itself (and reads them to the host)
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -20,7 +20,7 @@ from vifi import console
 from vifi.config import RunConfig
 from vifi.data.dataset import StepBatches, TrainClips, collate
 from vifi.data.mixup import MixSettings
-from vifi.engine.checkpointing import load_training_state, save_training_checkpoint
+from vifi.engine.checkpointing import CheckpointWriter, load_training_state
 from vifi.engine.loaders import RunBatches, make_loader, resolve_workers
 from vifi.engine.runtime import Runtime
 from vifi.engine.schedule import LRClock, ReferenceSchedule
@@ -74,6 +74,29 @@ def compile_enabled(cfg: RunConfig, device: torch.device) -> bool:
     return enabled
 
 
+def clip_decoder(cfg: RunConfig, device: torch.device):
+    """The device-side half of a GPU decode backend (data.backend nvjpeg / nvdec), else None."""
+    from vifi.data.device_decode import GPU_BACKENDS, ClipDecoder
+
+    if cfg.data.backend not in GPU_BACKENDS:
+        return None
+    return ClipDecoder(cfg.data.backend, device, cfg.data.input_size)
+
+
+def convert_to_float8(model) -> int:
+    """train.precision fp8: torchao's float8 training for the image tower's linear layers (dynamic scaling, bf16
+    everywhere else). Opt-in only: its effect on accuracy at Kinetics scale is not measured (docs/performance.md).
+    Layers whose sizes are not multiples of 16 (float8 matmul tiles) stay bf16. Returns how many were converted."""
+    from torchao.float8 import convert_to_float8_training
+
+    before = sum(isinstance(m, torch.nn.Linear) for m in model.head.visual.modules())
+
+    def eligible(module, _fqn: str) -> bool:
+        return isinstance(module, torch.nn.Linear) and module.in_features % 16 == 0 and module.out_features % 16 == 0
+    convert_to_float8_training(model.head.visual, module_filter_fn=eligible)
+    return before - sum(type(m) is torch.nn.Linear for m in model.head.visual.modules())
+
+
 @dataclass
 class Trainer:
     cfg: RunConfig
@@ -109,7 +132,13 @@ class Trainer:
             from vifi.model.grad_checkpoint import checkpoint_image_blocks
 
             checkpoint_image_blocks(self.model, t.checkpointing)
-        self.head = self.model.head
+        if t.attention == "mha":
+            from vifi.model.attention import use_multihead_attention
+
+            use_multihead_attention(self.model)
+        if rt.precision == "fp8":
+            convert_to_float8(self.model)
+        self.head = self.model.head  # (fp8 modules swapped in before DDP wraps them; same parameters)
         if rt.distributed and self.model.image_trainable:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -117,12 +146,14 @@ class Trainer:
                             gradient_as_bucket_view=True, **_no_forward_buffer_sync(DDP))
         compiled = compile_enabled(self.cfg, rt.device)
         if compiled:
-            self.head = torch.compile(self.head)
+            self.head = torch.compile(self.head, mode=None if t.compile_mode == "default" else t.compile_mode)
         self.engine = StepEngine(self.model, self.head, self.optimizer, rt, mix=mix_settings(self.cfg),
                                  num_classes=self.num_classes, seed=t.seed, local_batch=t.global_batch // rt.world,
-                                 accum=self.accum, tokens=self.tokens, scaler=self.scaler, compile_augment=compiled)
+                                 accum=self.accum, tokens=self.tokens, scaler=self.scaler, compile_augment=compiled,
+                                 attention=t.attention, decode=clip_decoder(self.cfg, rt.device))
         self.workers = resolve_workers(self.cfg.data.num_workers)
         self.progress = {"epoch": 0, "step_in_epoch": 0, "step": 0, "nonfinite": 0}
+        self.checkpoints = CheckpointWriter() if rt.is_main else None
         self.stop_signal: int | None = None
         from vifi.engine.tracking import RunTracker  # TensorBoard / W&B / plain lines: rank 0 reports
 
@@ -165,6 +196,15 @@ class Trainer:
         previous = self._install_signals()
         try:
             self._fit()
+        except BaseException:
+            if self.checkpoints is not None:  # the write in flight still finishes; the run's own error is raised
+                try:
+                    self.checkpoints.wait()
+                except Exception as exc:  # noqa: BLE001 - second to the error that stopped the run
+                    console.warn(str(exc))
+            raise
+        else:
+            self.close()
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
@@ -173,9 +213,7 @@ class Trainer:
 
     def _fit(self) -> None:
         t, rt = self.cfg.train, self.runtime
-        loader = make_loader(self.dataset, batch_sampler=self._batches(), workers=self.workers, device=rt.device,
-                             collate_fn=collate)
-        host = iter(loader)  # one loader for the rest of the run: workers start once
+        host = self.open_loader()  # one loader for the rest of the run: workers start once
         try:
             while self.progress["epoch"] < t.epochs:
                 epoch = self.progress["epoch"]
@@ -196,6 +234,23 @@ class Trainer:
             if shutdown is not None:
                 shutdown()
 
+    def open_loader(self):
+        """The host micro-batches of the rest of the run, from the training loader (workers start here)."""
+        loader = make_loader(self.dataset, batch_sampler=self._batches(), workers=self.workers,
+                             device=self.runtime.device, collate_fn=collate)
+        return iter(loader)
+
+    def run_step(self, host):
+        """One optimizer step of the run at its current position: the LR of this step, then the step itself.
+        Returns (lr, StepResult, seconds). The loop below and `vifi bench e2e` call exactly this."""
+        tic = time.perf_counter()
+        step = self.progress["step"]
+        lr = self.schedule.set_for_step(step)
+        result = self.engine.run(host, step, on_nonfinite=self._skip_nonfinite)
+        self.progress["step"] += 1
+        self.progress["step_in_epoch"] += 1
+        return lr, result, time.perf_counter() - tic
+
     def _batches(self) -> RunBatches:
         t, rt = self.cfg.train, self.runtime
 
@@ -210,13 +265,7 @@ class Trainer:
         bar_shown = self.show_progress and rt.is_main and console.stderr_is_terminal()  # else: the tracker's lines
         with progress_bar(f"epoch {epoch + 1}/{t.epochs}", remaining, enabled=bar_shown) as bar:
             for _ in range(remaining):
-                tic = time.perf_counter()
-                step = self.progress["step"]
-                lr = self.schedule.set_for_step(step)
-                result = self.engine.run(host, step, on_nonfinite=self._skip_nonfinite)
-                step_time = time.perf_counter() - tic
-                self.progress["step"] += 1
-                self.progress["step_in_epoch"] += 1
+                lr, result, step_time = self.run_step(host)
                 if rt.is_main:
                     self._log_step(epoch, lr, result.loss, step_time, result.data_wait_s)
                 bar.advance(1, f"loss {result.loss:.4f}")
@@ -232,6 +281,7 @@ class Trainer:
         if self.progress["nonfinite"] >= limit:
             from vifi.engine.checkpointing import read_latest
 
+            self.close()  # the checkpoint being written is the last good one
             latest = read_latest(self.run_dir)
             where = f"last good checkpoint: {self.run_dir}/checkpoints/{latest['weights']}" if latest else "no checkpoint yet"
             raise VifiError(f"training diverged: {limit} steps with a non-finite loss or gradient; lower train.lr "
@@ -239,14 +289,21 @@ class Trainer:
 
     # ---- files ----------------------------------------------------------------------------------------------
     def _save(self) -> None:
-        if self.runtime.is_main:
-            save_training_checkpoint(self.run_dir, self.model, self.optimizer, self.scaler, dict(self.progress),
-                                     self.cfg.train.keep_last, self.ckpt_meta)
+        """Rank 0 takes a host copy and writes it in the background (vifi/engine/checkpointing.py)."""
+        if self.checkpoints is not None:
+            self.checkpoints.save(self.run_dir, self.model, self.optimizer, self.scaler, dict(self.progress),
+                                  self.cfg.train.keep_last, self.ckpt_meta)
         self.runtime.barrier()
+
+    def close(self) -> None:
+        """Until the last checkpoint is on disk (raises what its write raised)."""
+        if self.checkpoints is not None:
+            self.checkpoints.wait()
 
     def _check_signal(self) -> None:
         if self.stop_signal is not None:
             self._save()
+            self.close()  # "checkpoint saved" only once it is
             raise Preempted(f"stopped by signal {self.stop_signal} at step {self.progress['step']}; "
                             f"checkpoint saved, continue with --resume", self.stop_signal)
 

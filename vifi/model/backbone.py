@@ -45,9 +45,15 @@ def arch_config(arch: str) -> dict[str, Any]:
 
 
 def build_clip(cfg: dict[str, Any]) -> torch.nn.Module:
+    """open_clip's CLIP with its residual blocks on the packed-QKV SDPA attention (vifi/model/attention.py): the same
+    parameters and results, fewer copies."""
     import open_clip
 
-    return open_clip.CLIP(**copy.deepcopy(cfg))
+    from vifi.model.attention import use_packed_attention
+
+    model = open_clip.CLIP(**copy.deepcopy(cfg))
+    use_packed_attention(model)
+    return model
 
 
 def infer_arch_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -24,8 +24,13 @@ def save_weights(path: str | Path, model, facts: CheckpointFacts | Mapping[str, 
 
     `facts`: the record, or the run facts (frames, template, ...) as keywords of `facts.describe`.
     """
-    from safetensors.torch import save_file
+    write_weights(path, *weights_snapshot(model, facts))
 
+
+def weights_snapshot(model, facts: CheckpointFacts | Mapping[str, Any] | None = None
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(host copies of the tensors `save_weights` writes, its metadata): what a checkpoint written later, in the
+    background, holds — the model may change in place meanwhile (vifi/engine/checkpointing.py)."""
     if not isinstance(facts, CheckpointFacts):
         facts = describe(model, **dict(facts or {}))
     if facts.arch != model.arch:
@@ -33,13 +38,19 @@ def save_weights(path: str | Path, model, facts: CheckpointFacts | Mapping[str, 
     if facts.train_mode == "prompt":
         if model.prompts is None or facts.prompt != model.prompts.cfg or not facts.base_sha256:
             raise ValueError("prompt facts need the model's prompts and the base they were learned on")
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model.prompts.state_dict().items()}
-        fmt = PROMPT_FORMAT
+        state, fmt = model.prompts.state_dict(), PROMPT_FORMAT
     else:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model.clip.state_dict().items()}
-        fmt = FORMAT
+        state, fmt = model.clip.state_dict(), FORMAT
+    # copy=True: on CPU .cpu() would return the live tensor itself
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+    return tensors, {"format": fmt, **to_metadata(facts)}
+
+
+def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": fmt, **to_metadata(facts)})
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
