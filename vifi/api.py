@@ -54,7 +54,7 @@ def read_video(path: str | os.PathLike, frames: int = DEFAULT_FRAMES, views: str
                backend: str = "decord") -> torch.Tensor:
     """uint8 [views, T, 3, H, W]: the frames evaluation feeds a model (uniform clips, short side to `size`, centre
     or three crops), views = CLIPS×CROPS of `views` ("1x1", "4x3")."""
-    from vifi.cli.eval import check_backend, parse_views
+    from vifi.inference_flags import check_backend, parse_views
 
     clips, crops = parse_views(views)
     return _read(Path(path), frames, size, clips, crops, check_backend(backend)).permute(0, 1, 4, 2, 3)
@@ -120,7 +120,7 @@ class Model:
         """float32 [N, D] on the CPU, L2-normalised: one row per video, as `vifi index` stores it (each view
         normalised, views averaged, normalised again). A video is a path, or a tensor from `read_video`
         (uint8 [V, T, 3, H, W] with H = W = input_size)."""
-        from vifi.cli.eval import check_backend, parse_views
+        from vifi.inference_flags import check_backend, parse_views
         from vifi.search.build import video_embeddings
 
         clips, crops = parse_views(views)
@@ -167,7 +167,7 @@ class Model:
                  skip_undecodable: bool = False) -> pd.DataFrame:
         """One row per (video, label): video, label, prob, each video's rows most probable first: the rows of
         `vifi zeroshot --out -`. `videos`: files or folders; `labels`: a list, or "a,b,c" as `--labels` takes."""
-        from vifi.cli.eval import check_backend, parse_views
+        from vifi.inference_flags import check_backend, parse_views
         from vifi.zeroshot import classify, collect_videos, parse_labels, unique_names
 
         names = parse_labels(labels, None) if isinstance(labels, str) else unique_names(list(labels),

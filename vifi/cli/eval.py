@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, get_args
+from typing import List, Optional
 
 import typer
 
 from vifi.cli.options import (Backend, Protocol, backend_option, batch_option, cache_dir_option, device_option,
                               frames_option, workers_option)
-
-
-def parse_views(views: str) -> tuple[int, int]:
-    from vifi.errors import InputError
-
-    try:
-        clips, crops = (int(x) for x in views.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--views {views!r} must look like CLIPSxCROPS, e.g. 1x1 or 4x3") from None
-    if clips < 1 or crops not in (1, 3):
-        raise InputError(f"--views {views}: clips must be ≥ 1 and crops 1 or 3")
-    return clips, crops
-
-
-def check_backend(backend: str) -> str:
-    from vifi.errors import InputError
-
-    if backend not in get_args(Backend):
-        raise InputError(f"--backend {backend!r}: use one of {', '.join(get_args(Backend))}")
-    return backend
+from vifi.inference_flags import check_backend, parse_views
 
 
 def eval_command(

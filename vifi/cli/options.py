@@ -7,7 +7,7 @@ from typing import Literal, Optional
 import typer
 
 # Typed choices: typer lists them in --help, completes them, and refuses anything else before any work.
-Backend = Literal["decord", "pyav", "torchcodec"]
+from vifi.inference_flags import DecodeBackend as Backend  # one list of the decoders
 TrainMode = Literal["both", "image", "text"]
 Protocol = Literal["zeroshot", "base2novel", "fewshot", "supervised"]
 ReencodeFormat = Literal["mjpeg", "h264-intra", "h264"]

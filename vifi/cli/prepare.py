@@ -28,7 +28,7 @@ def prepare(
                                                       "this share of each class in val (e.g. 0.2)"),
     seed: int = typer.Option(0, "--seed", help="seed of the --val-fraction draw"),
 ) -> None:
-    from vifi.cli.eval import check_backend
+    from vifi.inference_flags import check_backend
     from vifi.errors import VifiError
     from vifi.prepare.run import prepare as run
 

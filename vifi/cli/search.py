@@ -37,7 +37,7 @@ def index_command(
     cache_dir: Optional[str] = cache_dir_option(),
 ) -> None:
     from vifi import console
-    from vifi.cli.eval import check_backend, parse_views
+    from vifi.inference_flags import check_backend, parse_views
     from vifi.config import check_cli_values
     from vifi.errors import VifiError
     from vifi.fileio import check_output_path
