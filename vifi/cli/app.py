@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 
@@ -75,10 +76,24 @@ def _without_flag_placeholders(command) -> None:
         _without_flag_placeholders(sub)
 
 
+def _quiet_everywhere(command, quiet_option) -> None:
+    """`--quiet`/`-q` is accepted after the subcommand too, as `--help` is: each subcommand gets a copy of the
+    global flag that only switches quiet on (the global callback, which runs first, has already set it from its own
+    position). A copy per command, parsed by click, so option values and `--` keep their meaning."""
+    for sub in getattr(command, "commands", {}).values():
+        if not any("--quiet" in param.opts for param in sub.params):
+            option = copy.copy(quiet_option)
+            option.expose_value = False
+            option.callback = lambda _ctx, _param, value: console.set_quiet(True) if value else None
+            sub.params.append(option)
+        _quiet_everywhere(sub, quiet_option)
+
+
 def build_command():
     """The click command behind `vifi` (what main() runs; tests can call it with arguments)."""
     command = typer.main.get_command(app)
     _without_flag_placeholders(command)
+    _quiet_everywhere(command, next(p for p in command.params if p.name == "quiet"))
     return command
 
 
