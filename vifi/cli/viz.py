@@ -75,7 +75,8 @@ def tsne(
         scores[name] = score
     png = out / f"tsne_{'_vs_'.join(n.replace(' ', '') for n in _names(checkpoint))}.png"
     plot_tsne(panels, class_names, png)
-    write_json_atomic(out / "tsne_scores.json", scores)
+    # the scores are named after their picture: one fixed name let every comparison overwrite the last one's
+    write_json_atomic(png.with_name(f"{png.stem}_scores.json"), scores)
     console.note(f"wrote {png}")
     console.result(json.dumps({"png": str(png), "scores": scores}))
 
@@ -121,8 +122,10 @@ def attention(
     rows = attention_rows(checkpoint, video, frames=frames, method=method, label=label, classes=given,
                           device=device, clip=clip)
     rows = [replace(row, name=name) for name, row in zip(_names(checkpoint), rows)]
-    # `last` keeps the file name it always had; the other methods say theirs.
-    stem = f"attention_{video.stem}" if method == "last" else f"attention_{video.stem}_{method}"
+    # The picture names the video's folder too: datasets repeat file names across class folders (the demo has six
+    # test_000.mp4), and a stem alone let one video's maps overwrite another's. `last` adds no method suffix.
+    stem = f"attention_{video.resolve().parent.name}_{video.stem}"
+    stem = stem if method == "last" else f"{stem}_{method}"
     png, maps = out / f"{stem}.png", out / f"{stem}.npy"
     plot_attention(rows, png, f"{video.name}: {ATTENTION_TITLES[method]}")
     with atomic_path(maps) as tmp, open(tmp, "wb") as fh:
