@@ -120,3 +120,15 @@ def test_config_show_refuses_exactly_what_a_run_refuses(tmp_path):
         assert not (tmp_path / "run").exists()
     proc = _vifi("config", "show", "demo", "--set", "train.micro_batch=5")
     assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_keeps_square_brackets_rich_would_read_as_markup():
+    # Rich took `[viz]`, `[track]` and `[checkpoints, frames, grid, grid]` for markup tags and dropped them.
+    env = {**os.environ, "COLUMNS": "300"}
+    for args, text in ((["--help"], "pip install 'vifi[viz]'"),
+                       (["finetune", "--help"], "pip install 'vifi[track]'"),
+                       (["prompt", "--help"], "pip install 'vifi[track]'"),
+                       (["viz", "attention", "--help"], ".npy [checkpoints, frames, grid, grid]")):
+        proc = _vifi(*args, env=env)
+        assert proc.returncode == 0 and text in proc.stdout, (args, proc.stdout)
+        assert "\\[" not in proc.stdout  # the escape itself never shows

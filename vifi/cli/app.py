@@ -89,11 +89,30 @@ def _quiet_everywhere(command, quiet_option) -> None:
         _quiet_everywhere(sub, quiet_option)
 
 
+def _literal_brackets(command) -> None:
+    """Help texts are plain text: Rich would read `'vifi[viz]'` or `.npy [checkpoints, frames, …]` as markup tags
+    and drop them from `--help`. Escaped once here, for every command, argument and option, when Rich renders."""
+    from typer import core
+
+    if not core.HAS_RICH or getattr(command, "rich_markup_mode", None) != "rich":
+        return
+    from rich.markup import escape
+
+    for owner in (command, *command.params):
+        for attr in ("help", "short_help"):
+            text = getattr(owner, attr, None)
+            if isinstance(text, str) and "[" in text:
+                setattr(owner, attr, escape(text))
+    for sub in getattr(command, "commands", {}).values():
+        _literal_brackets(sub)
+
+
 def build_command():
     """The click command behind `vifi` (what main() runs; tests can call it with arguments)."""
     command = typer.main.get_command(app)
     _without_flag_placeholders(command)
     _quiet_everywhere(command, next(p for p in command.params if p.name == "quiet"))
+    _literal_brackets(command)
     return command
 
 
