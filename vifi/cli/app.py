@@ -124,9 +124,22 @@ def main() -> None:
 
     def on_ctrl_c(signum, frame):
         interrupted.append(signum)
+        if sys.is_finalizing():
+            return  # the command is over; nothing is left to stop
+        if _inside_del(frame):
+            # A KeyboardInterrupt raised inside a finalizer (a decoder's __del__ torn down late) cannot propagate:
+            # Python prints it as "Exception ignored in …" and carries on. Deliver the signal again a moment later,
+            # where it can stop the command.
+            import threading
+
+            timer = threading.Timer(0.02, signal.raise_signal, (signum,))
+            timer.daemon = True
+            timer.start()
+            return
         signal.default_int_handler(signum, frame)  # KeyboardInterrupt, which Typer turns into exit code 130
 
     signal.signal(signal.SIGINT, on_ctrl_c)
+    sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
     try:
         code = build_command().main(prog_name="vifi", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `vifi` or `vifi bench` alone: the help, as click shows it
@@ -148,6 +161,26 @@ def main() -> None:
     if interrupted:
         _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _inside_del(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _unraisable_hook(default):
+    """Finalizers interrupted by Ctrl-C print nothing (the command says "interrupted" once); other errors in a
+    finalizer still reach Python's default report."""
+
+    def hook(info) -> None:
+        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            return
+        default(info)
+
+    return hook
 
 
 def _interrupted() -> None:
