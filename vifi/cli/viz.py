@@ -59,6 +59,9 @@ def tsne(
     device: Optional[str] = device_option(),
     clip: Optional[str] = typer.Option(None, "--clip", help="token table for paper .pth checkpoints"),
 ) -> None:
+    from vifi.config import check_cli_values
+
+    check_cli_values(frames=frames, device=device)
     _need_viz_extra("sklearn")
     _check_out(out)
     from vifi.data.annotations import read_label_csv
@@ -108,16 +111,17 @@ def attention(
     device: Optional[str] = device_option(),
     clip: Optional[str] = typer.Option(None, "--clip"),
 ) -> None:
+    from vifi.config import check_cli_values
+
+    check_cli_values(frames=frames, device=device)
     _need_viz_extra()
     _check_out(out)
-    from vifi.config import check_cli_values
     from vifi.errors import VifiError
     from vifi.fileio import atomic_path
     from vifi.viz.attention import attention_rows, given_classes, plot_attention
 
     if not video.is_file():
         raise VifiError(f"video not found: {video}")
-    check_cli_values(frames=frames, device=device)
     given = given_classes(method, label, labels, classes)
     rows = attention_rows(checkpoint, video, frames=frames, method=method, label=label, classes=given,
                           device=device, clip=clip)
