@@ -96,3 +96,65 @@ def test_plain_line_after_an_evaluation_logged_first_as_on_resume(tmp_path, caps
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and "step 6/8 (75%)" in lines[1] and "epoch 2/2 [2/4]" in lines[1]
     assert "loss 0.5000 (1.0000)" in lines[1]  # the average of this process's two steps
+
+
+def _wandb_records(path):
+    """The records of a W&B offline `run-ID.wandb` file, parsed from its framing (a ':W&B' header, then LevelDB-log
+    blocks of 32 KiB holding CRC, length, type and a protobuf Record), since wandb ≥ 0.31 ships no reader."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    records, pending, pos, block = [], b"", 7, 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL, or the LAST piece of a record split across blocks
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def test_wandb_offline_run_holds_the_log_csv_numbers(demo_data, tmp_path):
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install 'vifi[track]')")
+    import json
+    import os
+
+    out = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, _demo_args(demo_data, out)), "--report-to",
+                           "wandb"], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = (out / "wandb-id.txt").read_text().strip()
+    files = list((out / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(files) == 1, list((out / "wandb").rglob("*"))
+    records = _wandb_records(files[0])
+    run = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run and run[0].run_id == run_id and run[0].project == "vifi"
+    config = {item.key: json.loads(item.value_json) for item in run[0].config.update}
+    assert config["train"]["epochs"] == 2 and config["data"]["frames"] == 2  # the run's config.yaml values
+    history = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "history":
+            items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            history.setdefault(int(items["_step"]), {}).update(items)
+    log = _csv(out / "log.csv")
+    assert len(log) >= 4
+    for row in log:
+        logged = history[int(row["step"])]
+        assert logged["train/loss"] == pytest.approx(float(row["loss"]), abs=1e-6)
+        assert logged["train/lr"] == pytest.approx(float(row["lr"]), rel=1e-5)
+        assert logged["train/clips_per_s"] == pytest.approx(float(row["clips_per_s"]), abs=0.01)
+        assert logged["train/data_wait_s"] == pytest.approx(float(row["data_wait_s"]), abs=1e-4)
+    summary = _csv(out / "summary.csv")
+    assert len(summary) == 2
+    for row in summary:
+        logged = history[int(row["step"])]
+        assert logged["eval/top1"] == pytest.approx(float(row["top1"]), abs=1e-4)
+        assert logged["eval/top5"] == pytest.approx(float(row["top5"]), abs=1e-4)
