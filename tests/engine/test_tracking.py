@@ -1,5 +1,6 @@
-"""--report-to tensorboard logs the numbers of log.csv / summary.csv (event files read back); plain periodic
-lines off a terminal every train.log_every steps; run.log mirrors the console; a missing tracker is one line."""
+"""--report-to tensorboard,wandb log the numbers of log.csv / summary.csv (TensorBoard events and W&B offline
+records read back); plain periodic lines off a terminal every train.log_every steps; run.log mirrors the console;
+a missing tracker is one line."""
 
 import csv
 import importlib.util
@@ -27,13 +28,30 @@ def _csv(path):
         return list(csv.DictReader(fh))
 
 
-def test_tensorboard_events_hold_the_log_csv_numbers(demo_data, tmp_path):
+@pytest.fixture(scope="module")
+def tracked(demo_data, tmp_path_factory):
+    """One demo run reporting to every tracker installed here (W&B offline), read back by each tracker's test:
+    one fine-tune for the module instead of one per tracker. (out, finished process)."""
+    import os
+
+    trackers = [name for name in ("tensorboard", "wandb") if importlib.util.find_spec(name) is not None]
+    if not trackers:
+        pytest.skip("neither tensorboard nor wandb is installed (pip install 'vifi[track]')")
+    root = tmp_path_factory.mktemp("tracked")
+    out = root / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, _demo_args(demo_data, out)), "--report-to",
+                           ",".join(trackers), "--set", "train.log_every=2"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_tensorboard_events_hold_the_log_csv_numbers(tracked):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = tmp_path / "run"
-    proc = _vifi(*_demo_args(demo_data, out), "--report-to", "tensorboard", "--set", "train.log_every=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out, proc = tracked
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     log = _csv(out / "log.csv")
@@ -121,16 +139,11 @@ def _wandb_records(path):
     return records
 
 
-def test_wandb_offline_run_holds_the_log_csv_numbers(demo_data, tmp_path):
+def test_wandb_offline_run_holds_the_log_csv_numbers(tracked):
     pytest.importorskip("wandb", reason="wandb is not installed (pip install 'vifi[track]')")
     import json
-    import os
 
-    out = tmp_path / "run"
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, _demo_args(demo_data, out)), "--report-to",
-                           "wandb"], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out, _ = tracked
     run_id = (out / "wandb-id.txt").read_text().strip()
     files = list((out / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert len(files) == 1, list((out / "wandb").rglob("*"))
