@@ -183,11 +183,12 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     if micro_batch == "auto":
         spec.micro_batch = auto_micro_batch(spec, runtime, kind, multiple_of=4 if kind == "train" else 1)
     else:
+        flag = "micro_batch" if kind == "train" else "batch"  # `bench eval` calls it --batch
         try:
             spec.micro_batch = int(micro_batch)
         except ValueError:
-            raise VifiError(f"--micro-batch {micro_batch!r}: give a number or auto") from None
-        _at_least(1, micro_batch=spec.micro_batch)
+            raise VifiError(f"--{flag.replace('_', '-')} {micro_batch!r}: give a number or auto") from None
+        _at_least(1, **{flag: spec.micro_batch})
     if kind == "train" and global_batch % spec.micro_batch:
         raise VifiError(f"--global-batch {global_batch} is not a multiple of --micro-batch {spec.micro_batch}")
     peak = peak_tflops(runtime.device, peak)
