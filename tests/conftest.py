@@ -84,3 +84,37 @@ def trained_demo(demo_data, tmp_path_factory):
                           timeout=1800)
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+# One finished demo fine-tune per test session (issue 23, item 13: each module used to train its own). 3 epochs,
+# Mixup/CutMix and colour augmentation on, --deterministic, so determinism and exact-resume tests can compare with it.
+DEMO_RUN_SETS = ["--set", "train.epochs=3", "--set", "train.eval_every=3", "--set", "data.frames=4",
+                 "--set", "data.num_workers=0", "--set", "train.mixup=0.8", "--set", "train.cutmix=1.0",
+                 "--set", "train.color_jitter=0.8", "--set", "train.grayscale=0.2", "--set", "train.mix_group=3"]
+
+
+def demo_run_args(demo_data, out, *extra) -> list[str]:
+    """`vifi finetune demo` arguments of the shared run (`demo_run`) into `out`, plus `extra`."""
+    return ["finetune", "demo", "--data", demo_data["train_list"], "--val", demo_data["val_list"],
+            "--labels", demo_data["labels"], "--root", demo_data["root"], "--out", out, *DEMO_RUN_SETS, *extra]
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_data, tmp_path_factory):
+    """The shared finished run, read-only: a test that changes a run takes `demo_run_copy` instead."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("demo_run") / "run"
+    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, demo_run_args(demo_data, out, "--deterministic"))],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture
+def demo_run_copy(demo_run, tmp_path):
+    """A private copy of the shared finished run, for tests that resume, overwrite or otherwise change it."""
+    import shutil
+
+    return Path(shutil.copytree(demo_run, tmp_path / "run", ignore=shutil.ignore_patterns(".vifi.lock")))

@@ -76,7 +76,28 @@ class ModelConfig(_Section):
                              "else frozen (SPEC §1.5)")
         if self.prompt.enabled and self.vanilla:
             raise ValueError("model.vanilla means plain CLIP without prompt parameters; drop model.prompt")
+        # What a run would refuse later is refused here, so `config show` validates exactly as a run does.
+        if self.train == "frozen":
+            raise ValueError("model.train=frozen leaves nothing to train; use `vifi eval` for a frozen model")
+        if self.train != "prompt" and not self.vanilla and "{}" not in self.prompt_template:
+            raise ValueError(f"model.prompt_template {self.prompt_template!r} must contain '{{}}' where the class "
+                             "name goes")
+        if not _known_arch(self.arch):
+            raise ValueError(f"unknown architecture '{self.arch}'; use 'tiny' or an open_clip name such as ViT-B-16")
         return self
+
+
+def _known_arch(arch: str) -> bool:
+    """"tiny", a Hub name (checked when fetched) or an open_clip model config; read from open_clip's config folder
+    without importing it (and torch), so that `config show` stays model-free (vifi/model/backbone.py builds it)."""
+    import importlib.util
+
+    if arch == "tiny" or arch.startswith("hf-hub:"):
+        return True
+    spec = importlib.util.find_spec("open_clip")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    configs = [Path(f) / "model_configs" for f in folders if (Path(f) / "model_configs").is_dir()]
+    return not configs or any((c / f"{arch}.json").is_file() for c in configs)
 
 
 class TrainConfig(_Section):
@@ -139,6 +160,9 @@ class TrainConfig(_Section):
             raise ValueError("train.epochs must be positive")
         if self.mix_group <= 0:
             raise ValueError("train.mix_group must be positive")
+        if self.micro_batch != "auto" and self.global_batch % self.micro_batch:
+            raise ValueError(f"train.global_batch {self.global_batch} is not a multiple of train.micro_batch "
+                             f"{self.micro_batch}; choose a micro-batch that divides it")
         mixing = self.mixup > 0 or self.cutmix > 0
         if mixing and self.micro_batch != "auto" and self.micro_batch % self.mix_group:
             raise ValueError(f"train.micro_batch {self.micro_batch} must be a multiple of train.mix_group "

@@ -16,13 +16,21 @@ def frame_to_markdown(df: pd.DataFrame) -> str:
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+        lines.append("| " + " | ".join(_fmt(v, c) for v, c in zip(row, cols)) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _fmt(value: Any) -> str:
+EXACT_COLUMNS = {"alpha"}  # settings, not measurements: shown exactly (α 0.333 and 0.335 are different models)
+
+
+def shortest_float(value: float) -> str:
+    """Shortest text that reads back as `value` (0, 0.25, 0.333, 1)."""
+    return repr(float(value)).removesuffix(".0")
+
+
+def _fmt(value: Any, column: str = "") -> str:
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return shortest_float(value) if column in EXACT_COLUMNS else f"{value:.2f}"
     return str(value)
 
 
@@ -196,5 +204,5 @@ def print_table(table: pd.DataFrame, title: str, *, to_stdout: bool = True) -> N
     for col in table.columns:
         rich_table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(table[col]) else "left")
     for row in table.itertuples(index=False):
-        rich_table.add_row(*(_fmt(v) for v in row))
+        rich_table.add_row(*(_fmt(v, str(c)) for v, c in zip(row, table.columns)))
     console.print_rich(rich_table, to_stdout=to_stdout)

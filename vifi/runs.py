@@ -168,6 +168,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
                  device: str | None = None, deterministic: bool = False, show_progress: bool = True) -> dict[str, Any]:
     run = RunFolder(out)
     check_run_request(run, overwrite, resume)
+    _check_start_weights(cfg)
     runtime = setup_runtime(device, cfg.train.precision)
     from vifi.data.device_decode import check_device_backend
 
@@ -177,6 +178,20 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
         check_run_request(run, overwrite, resume)
         return _finetune(cfg, run, runtime, overwrite=overwrite, resume=resume, deterministic=deterministic,
                          show_progress=show_progress)
+
+
+def _check_start_weights(cfg: RunConfig) -> None:
+    """Before the run folder is touched: the checkpoint a run starts from (model.init_from, a prompt run's bridge)
+    must take the run's input size. Read from a vifi file's header (cheap); a paper .pth is checked when built."""
+    if not cfg.model.init_from:
+        return
+    from vifi.model.checkpoint import is_safetensors, read_facts, resolve_checkpoint
+    from vifi.model.facts import check_input_size
+
+    path = resolve_checkpoint(cfg.model.init_from)
+    if is_safetensors(path):
+        role = "the bridge" if cfg.model.train == "prompt" else "model.init_from"
+        check_input_size(read_facts(path), cfg.data.input_size, role)
 
 
 def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bool, resume: bool,

@@ -15,9 +15,7 @@ from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["--set", "train.epochs=3", "--set", "train.eval_every=3", "--set", "data.frames=4",
-         "--set", "data.num_workers=0", "--set", "train.mixup=0.8", "--set", "train.cutmix=1.0",
-         "--set", "train.color_jitter=0.8", "--set", "train.grayscale=0.2", "--set", "train.mix_group=3"]
+from tests.conftest import DEMO_RUN_SETS as SMALL  # the shared run's settings (tests/conftest.py `demo_run`)
 
 
 def _args(demo_data, out, *extra):
@@ -35,12 +33,10 @@ def _same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
 
 
-@pytest.fixture(scope="module")
-def finished_run(demo_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "r"
-    proc = _run(*_args(demo_data, out, "--deterministic"))
-    assert proc.returncode == 0, proc.stderr
-    return out
+@pytest.fixture
+def finished_run(demo_run):
+    """The session's shared run (made with these `_args` and --deterministic); these tests only read it."""
+    return demo_run
 
 
 def test_run_folder_contents(finished_run, demo_data):

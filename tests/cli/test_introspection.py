@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from vifi.config import load_config, recipe_names
@@ -94,3 +95,40 @@ def test_a_value_outside_the_choices_is_one_line_before_any_work(tmp_path):
     # A boolean flag takes no value: `--vanilla true` leaves "true" as a (missing) video, said in one line.
     proc = _vifi("zeroshot", "--vanilla", "true", "--labels", "a,b", "--clip", "x.pt")
     assert proc.returncode == 2 and proc.stderr.strip() == "error: video not found: true"
+
+
+def _error_of(args):
+    """The VifiError message a command line stops with (in-process: the CLI turns it into `error: …`, exit 2)."""
+    from vifi.cli.app import build_command
+    from vifi.errors import VifiError
+
+    with pytest.raises(VifiError) as caught:
+        build_command().main([str(a) for a in args], prog_name="vifi", standalone_mode=False)
+    return str(caught.value)
+
+
+def test_config_show_refuses_exactly_what_a_run_refuses(tmp_path):
+    # Values a run used to refuse only after starting (frozen model, a micro-batch that does not divide the batch,
+    # a template without '{}', an unknown architecture): `config show` accepted them. Both now stop with the same line.
+    for setting, needle in (("model.train=frozen", "leaves nothing to train"),
+                            ("train.micro_batch=5", "global_batch 12 is not a multiple of train.micro_batch 5"),
+                            ("model.prompt_template=a photo", "must contain '{}'"),
+                            ("model.arch=ViT-Q-99", "unknown architecture 'ViT-Q-99'")):
+        shown = _error_of(["config", "show", "demo", "--set", setting])
+        assert needle in shown
+        assert _error_of(["finetune", "demo", "--set", setting, "--out", tmp_path / "run"]) == shown
+        assert not (tmp_path / "run").exists()
+    proc = _vifi("config", "show", "demo", "--set", "train.micro_batch=5")
+    assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_keeps_square_brackets_rich_would_read_as_markup():
+    # Rich took `[viz]`, `[track]` and `[checkpoints, frames, grid, grid]` for markup tags and dropped them.
+    env = {**os.environ, "COLUMNS": "300"}
+    for args, text in ((["--help"], "pip install 'vifi[viz]'"),
+                       (["finetune", "--help"], "pip install 'vifi[track]'"),
+                       (["prompt", "--help"], "pip install 'vifi[track]'"),
+                       (["viz", "attention", "--help"], ".npy [checkpoints, frames, grid, grid]")):
+        proc = _vifi(*args, env=env)
+        assert proc.returncode == 0 and text in proc.stdout, (args, proc.stdout)
+        assert "\\[" not in proc.stdout  # the escape itself never shows

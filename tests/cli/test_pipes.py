@@ -4,6 +4,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -121,3 +122,31 @@ def test_under_torchrun_only_rank_0_prints_and_no_deprecation_warning(tmp_path, 
     assert proc.stderr.count("epoch 1: top1") == 1, proc.stderr
     assert proc.stdout.count("final evaluation") == 1, proc.stdout
     assert "epoch 1/1" not in proc.stdout  # progress never on stdout
+
+
+@pytest.mark.parametrize("where", ["before", "after", "middle", "group"])
+def test_quiet_is_accepted_anywhere_on_the_command_line(tmp_path, demo_data, where):
+    # A val list missing a class makes `splits make fewshot` print a notice; --quiet silences it wherever it stands.
+    val = tmp_path / "val.txt"
+    val.write_text("".join(l + "\n" for l in Path(demo_data["val_list"]).read_text().splitlines()
+                           if not l.endswith(" 2")))
+    rest = ["--train", demo_data["train_list"], "--labels", demo_data["labels"], "--shots", "1", "--val", val,
+            "--out", tmp_path / "out"]
+    args = {"before": ["--quiet", "splits", "make", "fewshot", *rest],
+            "after": ["splits", "make", "fewshot", *rest, "--quiet"],
+            "middle": ["splits", "make", "-q", "fewshot", *rest],
+            "group": ["splits", "--quiet", "make", "fewshot", *rest]}[where]
+    proc = _vifi(*args)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert (tmp_path / "out" / "train_few_shot_1.txt").is_file()
+    loud = _vifi("splits", "make", "fewshot", *rest[:-1], tmp_path / "loud")
+    assert loud.returncode == 0 and "notice: 1 of 6 classes have no video" in loud.stderr
+
+
+def test_quiet_after_the_subcommand_does_not_swallow_an_option_value(tmp_path, demo_data):
+    # `--out -q` names a folder called "-q" (click reads the value first); quiet stays off.
+    proc = subprocess.run([sys.executable, "-m", "vifi", "splits", "make", "fewshot", "--train",
+                           str(demo_data["train_list"]), "--labels", str(demo_data["labels"]), "--shots", "1",
+                           "--out", "-q"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0 and "fewshot: K = 1" in proc.stderr
+    assert (tmp_path / "-q" / "train_few_shot_1.txt").is_file()

@@ -97,12 +97,10 @@ def test_clear_removes_every_run_file_including_failed_txt(tmp_path):
 
 # ---- end to end -------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def finished(demo_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rf") / "run"
-    proc = _vifi(*_args(demo_data, out))
-    assert proc.returncode == 0, proc.stderr
-    return out
+@pytest.fixture
+def finished(demo_run_copy):
+    """A finished run of our own to resume or overwrite: a copy of the session's shared one (tests/conftest.py)."""
+    return demo_run_copy
 
 
 @pytest.mark.slow

@@ -80,3 +80,34 @@ def test_ctrl_c_during_eval_prints_one_line_and_exits_130(demo_data, tmp_path, t
     lines = [l for l in err.splitlines() if l.strip() and not l.startswith("eval: ")]
     assert lines == ["interrupted"] and "Traceback" not in err, err
     assert not (tmp_path / "ev" / "results.json").exists()
+
+
+LATE_CTRL_C = """
+import os, signal, sys, time
+import typer
+import vifi.cli.app as app
+
+class Decoder:  # a finalizer running when Ctrl-C arrives, as a video reader's __del__ does when torn down late
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+
+def work():
+    reader = Decoder()
+    del reader
+    for _ in range(200):
+        time.sleep(0.05)
+    print("finished")
+
+one = typer.Typer()
+one.command()(work)
+app.build_command = lambda: typer.main.get_command(one)
+sys.argv = ["vifi"]
+app.main()
+"""
+
+
+def test_ctrl_c_inside_a_finalizer_stops_the_command_with_one_line():
+    # Python cannot raise out of __del__: it printed "Exception ignored in … KeyboardInterrupt" and went on working.
+    proc = subprocess.run([sys.executable, "-c", LATE_CTRL_C], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "interrupted\n", "")

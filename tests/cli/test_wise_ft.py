@@ -207,3 +207,15 @@ def test_base2novel_protocol_gives_one_aggregated_row_per_alpha_and_resumes(mode
     assert code == 0 and "evaluation of" not in again.err  # every evaluation read back, none redone
     assert {p: p.stat().st_mtime_ns for p in out.rglob("predictions.csv")} == stamp
     assert json.loads((out / "results.json").read_text())["summary"] == result["summary"]
+
+
+def test_tables_show_alpha_exactly_so_close_alphas_stay_distinct(capsys):
+    # α 0.333 and 0.335 printed as 0.33 twice; accuracies keep their 2 decimals.
+    from vifi.results import frame_to_markdown, print_table
+
+    table = pd.DataFrame({"alpha": [0.0, 0.333, 0.335, 1.0], "videos": [12] * 4, "top1": [50.0, 66.6667, 70.0, 75.125]})
+    md = frame_to_markdown(table).splitlines()
+    assert md[2:] == ["| 0 | 12 | 50.00 |", "| 0.333 | 12 | 66.67 |", "| 0.335 | 12 | 70.00 |", "| 1 | 12 | 75.12 |"]
+    print_table(table, "WiSE-FT")
+    shown = capsys.readouterr().out
+    assert "0.333" in shown and "0.335" in shown and "66.67" in shown

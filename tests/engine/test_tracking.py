@@ -1,5 +1,6 @@
-"""--report-to tensorboard logs the numbers of log.csv / summary.csv (event files read back); plain periodic
-lines off a terminal every train.log_every steps; run.log mirrors the console; a missing tracker is one line."""
+"""--report-to tensorboard,wandb log the numbers of log.csv / summary.csv (TensorBoard events and W&B offline
+records read back); plain periodic lines off a terminal every train.log_every steps; run.log mirrors the console;
+a missing tracker is one line."""
 
 import csv
 import importlib.util
@@ -27,13 +28,30 @@ def _csv(path):
         return list(csv.DictReader(fh))
 
 
-def test_tensorboard_events_hold_the_log_csv_numbers(demo_data, tmp_path):
+@pytest.fixture(scope="module")
+def tracked(demo_data, tmp_path_factory):
+    """One demo run reporting to every tracker installed here (W&B offline), read back by each tracker's test:
+    one fine-tune for the module instead of one per tracker. (out, finished process)."""
+    import os
+
+    trackers = [name for name in ("tensorboard", "wandb") if importlib.util.find_spec(name) is not None]
+    if not trackers:
+        pytest.skip("neither tensorboard nor wandb is installed (pip install 'vifi[track]')")
+    root = tmp_path_factory.mktemp("tracked")
+    out = root / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, _demo_args(demo_data, out)), "--report-to",
+                           ",".join(trackers), "--set", "train.log_every=2"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_tensorboard_events_hold_the_log_csv_numbers(tracked):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = tmp_path / "run"
-    proc = _vifi(*_demo_args(demo_data, out), "--report-to", "tensorboard", "--set", "train.log_every=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out, proc = tracked
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     log = _csv(out / "log.csv")
@@ -71,10 +89,13 @@ def test_tensorboard_events_hold_the_log_csv_numbers(demo_data, tmp_path):
 
 
 def test_report_to_a_tracker_that_is_not_installed_is_one_line_before_work(demo_data, tmp_path):
-    if importlib.util.find_spec("wandb") is not None:
-        pytest.skip("wandb is installed here")
+    # A real process in which wandb cannot be found, as on an install without the [track] extra (wandb is in the
+    # test extra, so it is usually installed here).
     out = tmp_path / "never"
-    proc = _vifi(*_demo_args(demo_data, out), "--report-to", "tensorboard,wandb")
+    code = ("import sys; sys.modules['wandb'] = None; sys.argv = ['vifi', *sys.argv[1:]]; "
+            "from vifi.cli.app import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, _demo_args(demo_data, out)), "--report-to",
+                           "tensorboard,wandb"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and not out.exists()
     assert proc.stderr.strip().splitlines() == [
         "error: --report-to wandb needs the wandb package, which is not installed; pip install 'vifi[track]' "
@@ -96,3 +117,60 @@ def test_plain_line_after_an_evaluation_logged_first_as_on_resume(tmp_path, caps
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and "step 6/8 (75%)" in lines[1] and "epoch 2/2 [2/4]" in lines[1]
     assert "loss 0.5000 (1.0000)" in lines[1]  # the average of this process's two steps
+
+
+def _wandb_records(path):
+    """The records of a W&B offline `run-ID.wandb` file, parsed from its framing (a ':W&B' header, then LevelDB-log
+    blocks of 32 KiB holding CRC, length, type and a protobuf Record), since wandb ≥ 0.31 ships no reader."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    records, pending, pos, block = [], b"", 7, 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL, or the LAST piece of a record split across blocks
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def test_wandb_offline_run_holds_the_log_csv_numbers(tracked):
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install 'vifi[track]')")
+    import json
+
+    out, _ = tracked
+    run_id = (out / "wandb-id.txt").read_text().strip()
+    files = list((out / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(files) == 1, list((out / "wandb").rglob("*"))
+    records = _wandb_records(files[0])
+    run = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run and run[0].run_id == run_id and run[0].project == "vifi"
+    config = {item.key: json.loads(item.value_json) for item in run[0].config.update}
+    assert config["train"]["epochs"] == 2 and config["data"]["frames"] == 2  # the run's config.yaml values
+    history = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "history":
+            items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            history.setdefault(int(items["_step"]), {}).update(items)
+    log = _csv(out / "log.csv")
+    assert len(log) >= 4
+    for row in log:
+        logged = history[int(row["step"])]
+        assert logged["train/loss"] == pytest.approx(float(row["loss"]), abs=1e-6)
+        assert logged["train/lr"] == pytest.approx(float(row["lr"]), rel=1e-5)
+        assert logged["train/clips_per_s"] == pytest.approx(float(row["clips_per_s"]), abs=0.01)
+        assert logged["train/data_wait_s"] == pytest.approx(float(row["data_wait_s"]), abs=1e-4)
+    summary = _csv(out / "summary.csv")
+    assert len(summary) == 2
+    for row in summary:
+        logged = history[int(row["step"])]
+        assert logged["eval/top1"] == pytest.approx(float(row["top1"]), abs=1e-4)
+        assert logged["eval/top5"] == pytest.approx(float(row["top5"]), abs=1e-4)

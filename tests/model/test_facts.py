@@ -83,6 +83,9 @@ def test_training_from_a_checkpoint_notes_other_frames_and_size(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "notice: the bridge /m/x.safetensors was trained with frames 16; this run uses 32 (data.frames; "
         "--set data.frames=16 to match)"]
+    # another input size cannot run (the positional embedding fits 64×64): refused, not noted
+    with pytest.raises(VifiError, match=r"takes 64×64 crops .* data.input_size 224; --set data.input_size=64"):
+        check_training_inputs(facts, 16, 224, "the bridge")
 
 
 @pytest.mark.parametrize("old,expected", [("", None), ("a video of {}.", "a video of {}.")])

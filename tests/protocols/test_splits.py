@@ -2,10 +2,12 @@ import csv
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import SHARED
-from vifi.data.annotations import Entry, read_annotation_list, read_label_csv
+from vifi.data.annotations import (Entry, read_annotation_list, read_label_csv, write_annotation_list,
+                                   write_label_csv)
 from vifi.errors import VifiError
 from vifi.splits import base_novel_classes, few_shot_per_class, make_base2novel, make_kshot
 
@@ -197,3 +199,54 @@ def test_out_in_an_impossible_place_is_one_error_line_before_work(tmp_path, demo
                  "--out", out, "--shots", "1")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: --out")
     assert blocker.read_text() == "x"
+
+
+def _naive_class_indices(labels: np.ndarray, label: int) -> list[int]:
+    """A scan of the whole list per class (what the generators did before grouping once): the reference result."""
+    return np.flatnonzero(labels == label).tolist()
+
+
+def test_k400_sized_lists_equal_a_per_class_scan(tmp_path):
+    # 240,000 lines over 400 classes (K400's size), uneven class sizes; the one-pass grouping must pick exactly the
+    # videos, in exactly the order, that a scan per class picks (docs/design.md "Splits").
+    rng = np.random.default_rng(7)
+    labels = rng.choice(400, size=240_000, p=rng.dirichlet(np.full(400, 20.0)))
+    entries = [Entry(f"class {l}/v{i:06d}.mp4", int(l)) for i, l in enumerate(labels)]
+    names = [f"class {c}" for c in range(400)]
+    write_annotation_list(tmp_path / "train.txt", entries)
+    write_annotation_list(tmp_path / "val.txt", entries[::50])
+    write_label_csv(tmp_path / "labels.csv", names)
+    per_class = [_naive_class_indices(labels, c) for c in range(400)]
+
+    make_kshot(tmp_path / "train.txt", tmp_path / "labels.csv", tmp_path / "kshot", shots=(2, 16))
+    for k in (2, 16):
+        expect = []
+        for c in range(400):
+            picks = np.random.default_rng([1, k, c]).choice(len(per_class[c]), size=k, replace=False)
+            expect.extend(entries[per_class[c][i]] for i in sorted(picks.tolist()))
+        assert read_annotation_list(tmp_path / "kshot" / f"train_few_shot_{k}.txt") == expect
+
+    make_base2novel(tmp_path / "train.txt", tmp_path / "val.txt", tmp_path / "labels.csv", tmp_path / "b2n",
+                    seeds=(1, 2))
+    base, _ = base_novel_classes(np.bincount(labels, minlength=400).tolist())
+    for seed in (1, 2):
+        expect = []
+        for new_label, c in enumerate(base):
+            videos = [Entry(entries[i].path, new_label) for i in per_class[c]]
+            random.seed(seed)
+            expect.extend(random.sample(videos, 16))
+        assert read_annotation_list(tmp_path / "b2n" / f"fs_base_s{seed}_train.txt") == expect
+
+    # the first class (in label order) short of K is the one named, as with the scan
+    k = min(len(v) for v in per_class) + 1
+    first = next(c for c in range(400) if len(per_class[c]) < k)
+    with pytest.raises(VifiError, match=rf"class {first} \('class {first}'\) has {len(per_class[first])} "):
+        make_kshot(tmp_path / "train.txt", tmp_path / "labels.csv", tmp_path / "k2", shots=(k,))
+
+
+def test_duplicate_class_names_in_a_long_csv_name_the_first_in_sort_order(tmp_path):
+    names = [f"class {c:03d}" for c in range(400)]
+    names[390], names[250] = names[10], names[5]  # "class 010" and "class 005" twice
+    write_label_csv(tmp_path / "labels.csv", names)
+    with pytest.raises(VifiError, match="duplicated class name 'class 005'"):
+        read_label_csv(tmp_path / "labels.csv")

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,7 @@ def test_tsne_png_and_trained_embeddings_separate_classes_better(demo_data, trai
     scores = result["scores"]
     assert scores["trained"]["silhouette"] > scores["untrained"]["silhouette"]
     assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 2  # cached for the next call
+    assert json.loads((tmp_path / "tsne_untrained_vs_trained_scores.json").read_text()) == scores
 
 
 def test_separability_scores_hand_made():
@@ -73,7 +75,7 @@ def test_attention_grid_and_weights(demo_data, trained, untrained, tmp_path):
     video = demo_data["root"] / read_annotation_list(demo_data["val_list"])[0].path
     _vifi("viz", "attention", video, "--checkpoint", untrained, "--checkpoint", trained, "--frames", "4",
           "--out", tmp_path)
-    png = tmp_path / f"attention_{video.stem}.png"
+    png = tmp_path / f"attention_{video.parent.name}_{video.stem}.png"
     w, h = _png_size(png)
     assert w > 1.3 * h  # 4 frame columns, 2 model rows
     model, _ = build_from_checkpoint(trained)
@@ -129,7 +131,7 @@ def test_attention_cli_methods_write_their_maps(demo_data, trained, untrained, t
     label = "a green triangle pulsing"
     out = json.loads(_vifi("viz", "attention", video, "--checkpoint", trained, "--frames", "4", "--method",
                            "relevance", "--label", label, "--out", tmp_path).strip().splitlines()[-1])
-    assert out["png"] == str(tmp_path / f"attention_{video.stem}_relevance.png") and _png_size(out["png"])[0] > 200
+    assert out["png"] == str(tmp_path / f"attention_{video.parent.name}_{video.stem}_relevance.png") and _png_size(out["png"])[0] > 200
     assert out["explained"] == {"trained": label}
     model, facts = build_from_checkpoint(trained)
     model.eval()
@@ -173,3 +175,21 @@ def test_attention_cli_refuses_bad_method_and_class_flags(demo_data, trained, un
     assert "more than once" in _error_line("viz", "attention", *common, "--checkpoint", trained, "--method",
                                            "relevance", "--classes", "a,b,a")
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_attention_pictures_of_same_named_videos_in_two_folders_do_not_overwrite(demo_data, untrained, tmp_path):
+    # The demo has a test_000.mp4 in every class folder; each gets its own picture and maps.
+    from vifi.data.annotations import read_annotation_list
+
+    videos = [demo_data["root"] / e.path for e in read_annotation_list(demo_data["val_list"])]
+    first = videos[0]
+    second = next(v for v in videos if v.name == first.name and v.parent != first.parent)
+    maps = []
+    for video in (first, second):
+        out = json.loads(_vifi("viz", "attention", video, "--checkpoint", untrained, "--frames", "2",
+                               "--out", tmp_path).strip().splitlines()[-1])
+        assert out["png"] == str(tmp_path / f"attention_{video.parent.name}_{video.stem}.png")
+        maps.append(out["maps"])
+    assert maps[0] != maps[1] and all(Path(m).is_file() for m in maps)
+    assert not np.array_equal(np.load(maps[0]), np.load(maps[1]))  # two videos' maps, neither overwritten
+    assert len(list(tmp_path.glob("attention_*.png"))) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 
@@ -77,10 +78,43 @@ def _without_flag_placeholders(command) -> None:
         _without_flag_placeholders(sub)
 
 
+def _quiet_everywhere(command, quiet_option) -> None:
+    """`--quiet`/`-q` is accepted after the subcommand too, as `--help` is: each subcommand gets a copy of the
+    global flag that only switches quiet on (the global callback, which runs first, has already set it from its own
+    position). A copy per command, parsed by click, so option values and `--` keep their meaning."""
+    for sub in getattr(command, "commands", {}).values():
+        if not any("--quiet" in param.opts for param in sub.params):
+            option = copy.copy(quiet_option)
+            option.expose_value = False
+            option.callback = lambda _ctx, _param, value: console.set_quiet(True) if value else None
+            sub.params.append(option)
+        _quiet_everywhere(sub, quiet_option)
+
+
+def _literal_brackets(command) -> None:
+    """Help texts are plain text: Rich would read `'vifi[viz]'` or `.npy [checkpoints, frames, …]` as markup tags
+    and drop them from `--help`. Escaped once here, for every command, argument and option, when Rich renders."""
+    from typer import core
+
+    if not core.HAS_RICH or getattr(command, "rich_markup_mode", None) != "rich":
+        return
+    from rich.markup import escape
+
+    for owner in (command, *command.params):
+        for attr in ("help", "short_help"):
+            text = getattr(owner, attr, None)
+            if isinstance(text, str) and "[" in text:
+                setattr(owner, attr, escape(text))
+    for sub in getattr(command, "commands", {}).values():
+        _literal_brackets(sub)
+
+
 def build_command():
     """The click command behind `vifi` (what main() runs; tests can call it with arguments)."""
     command = typer.main.get_command(app)
     _without_flag_placeholders(command)
+    _quiet_everywhere(command, next(p for p in command.params if p.name == "quiet"))
+    _literal_brackets(command)
     return command
 
 
@@ -92,9 +126,22 @@ def main() -> None:
 
     def on_ctrl_c(signum, frame):
         interrupted.append(signum)
+        if sys.is_finalizing():
+            return  # the command is over; nothing is left to stop
+        if _inside_del(frame):
+            # A KeyboardInterrupt raised inside a finalizer (a decoder's __del__ torn down late) cannot propagate:
+            # Python prints it as "Exception ignored in …" and carries on. Deliver the signal again a moment later,
+            # where it can stop the command.
+            import threading
+
+            timer = threading.Timer(0.02, signal.raise_signal, (signum,))
+            timer.daemon = True
+            timer.start()
+            return
         signal.default_int_handler(signum, frame)  # KeyboardInterrupt, which Typer turns into exit code 130
 
     signal.signal(signal.SIGINT, on_ctrl_c)
+    sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
     try:
         code = build_command().main(prog_name="vifi", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `vifi` or `vifi bench` alone: the help, as click shows it
@@ -116,6 +163,26 @@ def main() -> None:
     if interrupted:
         _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _inside_del(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _unraisable_hook(default):
+    """Finalizers interrupted by Ctrl-C print nothing (the command says "interrupted" once); other errors in a
+    finalizer still reach Python's default report."""
+
+    def hook(info) -> None:
+        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            return
+        default(info)
+
+    return hook
 
 
 def _interrupted() -> None:

@@ -37,6 +37,15 @@ def _json_only(as_json: bool) -> None:
 JSON_HELP = "print only the JSON record on stdout (the table goes to stderr)"
 
 
+def _at_least(minimum: int, **flags) -> None:
+    """One error naming the first flag below its minimum (a zero frame count divided by zero mid-measurement)."""
+    from vifi.errors import VifiError
+
+    for name, value in flags.items():
+        if value is not None and value < minimum:
+            raise VifiError(f"--{name.replace('_', '-')} {value}: give a number ≥ {minimum}")
+
+
 @bench_app.command("data", help="Clips per second of the data path (decode, sample, crop) with each backend."
                                   "\n\nExample: vifi bench data --backend torchcodec --workers 4 --json")
 def data(
@@ -59,6 +68,8 @@ def data(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     _json_only(as_json)
+    _at_least(1, frames=frames, size=size, clips=clips, short_side=short_side)
+    _at_least(0, workers=workers)
     from vifi.bench.data import compare_formats as compare, data_wait_fraction, loader_throughput, synthetic_entries
     from vifi.bench.data import prepared_entries
     from vifi.data.annotations import read_annotation_list
@@ -210,26 +221,39 @@ def _run_model_bench(kind: str, arch: str, frames: int, micro_batch: str, classe
     import torch
 
     from vifi.bench.model import BenchSpec, auto_micro_batch, measure, peak_tflops, round_record
+    from vifi.config import check_cli_values
     from vifi.engine.runtime import setup_runtime
     from vifi.errors import VifiError
     from vifi.results import device_description
+
+    check_cli_values(frames=frames, device=device)
+    _at_least(1, classes=classes, steps=steps, **({"global_batch": global_batch} if kind == "train" else {}))
+    _at_least(0, warmup=warmup)
 
     if data and not root:
         raise VifiError("--data needs --root")
     if checkpoint_blocks is not None:
         checkpointing = checkpoint_blocks if checkpoint_blocks > 0 else False
+    if workers != "auto":
+        try:
+            workers = int(workers)
+        except ValueError:
+            raise VifiError(f"--workers {workers!r}: give a number or auto") from None
+        _at_least(0, workers=workers)
     runtime = setup_runtime(device, precision)
     spec = BenchSpec(arch=arch, frames=frames, micro_batch=1, classes=classes, global_batch=global_batch,
                      train_mode=train_mode, compile=compile_, checkpointing=checkpointing, steps=steps, warmup=warmup,
-                     data=data, root=root, workers=workers if workers == "auto" else int(workers),
+                     data=data, root=root, workers=workers,
                      attention=attention, compile_mode=compile_mode)
     if micro_batch == "auto":
         spec.micro_batch = auto_micro_batch(spec, runtime, kind, multiple_of=4 if kind == "train" else 1)
     else:
+        flag = "micro_batch" if kind == "train" else "batch"  # `bench eval` calls it --batch
         try:
             spec.micro_batch = int(micro_batch)
         except ValueError:
-            raise VifiError(f"--micro-batch {micro_batch!r}: give a number or auto") from None
+            raise VifiError(f"--{flag.replace('_', '-')} {micro_batch!r}: give a number or auto") from None
+        _at_least(1, **{flag: spec.micro_batch})
     if kind == "train" and global_batch % spec.micro_batch:
         raise VifiError(f"--global-batch {global_batch} is not a multiple of --micro-batch {spec.micro_batch}")
     peak = peak_tflops(runtime.device, peak)

@@ -59,6 +59,9 @@ def tsne(
     device: Optional[str] = device_option(),
     clip: Optional[str] = typer.Option(None, "--clip", help="token table for paper .pth checkpoints"),
 ) -> None:
+    from vifi.config import check_cli_values
+
+    check_cli_values(frames=frames, device=device)
     _need_viz_extra("sklearn")
     _check_out(out)
     from vifi.data.annotations import read_label_csv
@@ -75,7 +78,8 @@ def tsne(
         scores[name] = score
     png = out / f"tsne_{'_vs_'.join(n.replace(' ', '') for n in _names(checkpoint))}.png"
     plot_tsne(panels, class_names, png)
-    write_json_atomic(out / "tsne_scores.json", scores)
+    # the scores are named after their picture: one fixed name let every comparison overwrite the last one's
+    write_json_atomic(png.with_name(f"{png.stem}_scores.json"), scores)
     console.note(f"wrote {png}")
     console.result(json.dumps({"png": str(png), "scores": scores}))
 
@@ -107,22 +111,25 @@ def attention(
     device: Optional[str] = device_option(),
     clip: Optional[str] = typer.Option(None, "--clip"),
 ) -> None:
+    from vifi.config import check_cli_values
+
+    check_cli_values(frames=frames, device=device)
     _need_viz_extra()
     _check_out(out)
-    from vifi.config import check_cli_values
     from vifi.errors import VifiError
     from vifi.fileio import atomic_path
     from vifi.viz.attention import attention_rows, given_classes, plot_attention
 
     if not video.is_file():
         raise VifiError(f"video not found: {video}")
-    check_cli_values(frames=frames, device=device)
     given = given_classes(method, label, labels, classes)
     rows = attention_rows(checkpoint, video, frames=frames, method=method, label=label, classes=given,
                           device=device, clip=clip)
     rows = [replace(row, name=name) for name, row in zip(_names(checkpoint), rows)]
-    # `last` keeps the file name it always had; the other methods say theirs.
-    stem = f"attention_{video.stem}" if method == "last" else f"attention_{video.stem}_{method}"
+    # The picture names the video's folder too: datasets repeat file names across class folders (the demo has six
+    # test_000.mp4), and a stem alone let one video's maps overwrite another's. `last` adds no method suffix.
+    stem = f"attention_{video.resolve().parent.name}_{video.stem}"
+    stem = stem if method == "last" else f"{stem}_{method}"
     png, maps = out / f"{stem}.png", out / f"{stem}.npy"
     plot_attention(rows, png, f"{video.name}: {ATTENTION_TITLES[method]}")
     with atomic_path(maps) as tmp, open(tmp, "wb") as fh:

@@ -31,7 +31,7 @@ def zeroshot(
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="write video,label,prob rows (.csv) or .json; - writes the CSV to "
                                             "stdout (the table goes to stderr)"),
-    as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (no table)"),
+    as_json: bool = typer.Option(False, "--json", help="print only the JSON result on stdout (the table goes to stderr)"),
     overwrite: bool = overwrite_option("replace an existing --out file"),
     device: Optional[str] = device_option(),
     batch: int = batch_option(4),

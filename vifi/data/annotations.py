@@ -7,6 +7,7 @@ hold spaces, commas, quotes or any unicode (Kinetics class folders have spaces);
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +44,9 @@ def read_label_csv(path: str | Path) -> list[str]:
             names.append(row[col].strip())
     if not names:
         raise VifiError(f"label CSV {path} lists no classes")
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = [n for n, count in Counter(names).items() if count > 1]  # one pass: names.count per name was O(C²)
     if dupes:
-        raise VifiError(f"label CSV {path}: duplicated class name {dupes[0]!r}")
+        raise VifiError(f"label CSV {path}: duplicated class name {min(dupes)!r}")
     return names
 
 

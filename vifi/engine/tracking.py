@@ -52,13 +52,21 @@ class _TensorBoard:
         self.writer.close()
 
 
+def _new_run_id() -> str:
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
 class _WandB:
     def __init__(self, run_dir: Path, config: dict, name: str):
         import wandb
 
         # One W&B run per run folder: its id is kept beside the checkpoints so --resume continues the same run.
         id_file = RunFolder(run_dir).wandb_id
-        run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+        # Our own id (8 lowercase letters and digits, W&B's form): wandb.util.generate_id is gone in wandb 0.31.
+        run_id = id_file.read_text().strip() if id_file.is_file() else _new_run_id()
         id_file.write_text(run_id + "\n")
         self.run = wandb.init(project="vifi", name=name, id=run_id, resume="allow", dir=str(run_dir), config=config)
 

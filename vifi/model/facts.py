@@ -142,13 +142,21 @@ def inference_inputs(facts: CheckpointFacts, *, frames: int | None = None, templ
 
 
 def check_training_inputs(facts: CheckpointFacts, frames: int, input_size: int, role: str) -> None:
-    """A run that starts from a checkpoint keeps its own config (as the reference does); one notice when the
-    checkpoint was trained with other frames or input size."""
-    for what, ours, theirs, key in (("frames", frames, facts.frames, "data.frames"),
-                                    ("input size", input_size, facts.input_size, "data.input_size")):
-        if ours != theirs:
-            notice(f"{role} {facts.path} was trained with {what} {theirs}; this run uses {ours} ({key}; "
-                   f"--set {key}={theirs} to match)")
+    """A run that starts from a checkpoint keeps its own frame count (as the reference does), with one notice when
+    the checkpoint was trained with another; its input size must be the one the model takes."""
+    check_input_size(facts, input_size, role)
+    if frames != facts.frames:
+        notice(f"{role} {facts.path} was trained with frames {facts.frames}; this run uses {frames} (data.frames; "
+               f"--set data.frames={facts.frames} to match)")
+
+
+def check_input_size(facts: CheckpointFacts, input_size: int, role: str) -> None:
+    """The image tower's positional embedding fits one crop size: another one used to start the run and crash at its
+    first step. Refused before any work instead, saying how to match."""
+    takes = int(facts.arch["vision_cfg"]["image_size"])
+    if input_size != takes:
+        raise VifiError(f"{role} {facts.path} takes {takes}×{takes} crops (its positional embedding is sized for "
+                        f"them) but this run uses data.input_size {input_size}; --set data.input_size={takes}")
 
 
 def notice(message: str) -> None:

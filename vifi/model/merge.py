@@ -48,7 +48,9 @@ def parse_alphas(text: str, flag: str = "--wise-ft") -> list[float]:
 
 def alpha_label(alpha: float) -> str:
     """Shortest text that reads back as `alpha` (0, 0.25, 1): the name of its output folder `alpha-<label>`."""
-    return repr(float(alpha)).removesuffix(".0")
+    from vifi.results import shortest_float
+
+    return shortest_float(alpha)
 
 
 # ---- the two ends --------------------------------------------------------------------------------------------

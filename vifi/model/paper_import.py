@@ -92,8 +92,11 @@ def safe_torch_load(path: str | Path):
                           pickle_module=_safe_pickle_module(str(path)))
     except RefusedPickle:
         raise
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file is a user error
-        raise VifiError(f"cannot read {path}: {str(exc).splitlines()[0][:200]}") from None
+    except Exception:  # noqa: BLE001 - a damaged or foreign file is a user error
+        # The unpickler's own words ("invalid load key, '\xf2'", "Memo value not found") say nothing to a user.
+        raise VifiError(f"cannot read {path}: it is not a PyTorch or safetensors checkpoint (another kind of file, "
+                        "or a damaged or truncated one); give a vifi checkpoint or run folder, a paper .pth or "
+                        "CLIP weights") from None
 
 
 def is_paper_checkpoint(obj) -> bool:

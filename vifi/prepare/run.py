@@ -23,10 +23,10 @@ def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, c
     (so `--overwrite` leaves nothing of the previous run: no stale manifest or quarantine)."""
     check_out_folder(out, "--out", overwrite, RECORD)
     prepared = read_layout(dataset, root, lists)
-    if val_fraction is not None:  # own data: all.txt plus a stratified train.txt / val.txt
-        from vifi.prepare.holdout import stratified_split
+    if val_fraction is not None and not 0 < val_fraction < 1:
+        from vifi.errors import VifiError
 
-        prepared.splits["train"], prepared.splits["val"] = stratified_split(prepared.splits["all"], val_fraction, seed)
+        raise VifiError(f"--val-fraction {val_fraction}: give a share between 0 and 1, e.g. 0.2")
     if reencode is not None:
         from vifi.prepare.reencode import check_reencode_target
 
@@ -34,19 +34,35 @@ def prepare(dataset: str, root: Path, out: Path, *, lists: Path | None = None, c
     with staged_folder(out, "--out", overwrite, RECORD) as staging:
         record, summary = _prepare_into(staging, out, dataset, root, prepared, check=check, workers=workers,
                                         min_frames=min_frames, reencode=reencode, short_side=short_side, fmt=fmt,
-                                        backend=backend, show_progress=show_progress)
+                                        backend=backend, show_progress=show_progress,
+                                        holdout=None if val_fraction is None else (val_fraction, seed))
     _print_summary(dataset, summary, out)
     return record
 
 
 def _prepare_into(out: Path, final: Path, dataset: str, root: Path, prepared, *, check, workers, min_frames, reencode,
-                  short_side, fmt, backend, show_progress) -> tuple[dict, dict]:
+                  short_side, fmt, backend, show_progress, holdout=None) -> tuple[dict, dict]:
     video_root, failed = root, {}
     record: dict = {"dataset": dataset, "root": str(root), "classes": len(prepared.names),
                     "inputs": {str(p): sha256_file(p) for p in prepared.inputs}}
     if reencode is not None:
         prepared, failed, video_root, record["reencode"] = _reencode(prepared, root, reencode, short_side, fmt,
                                                                      workers, out, final, show_progress)
+    bad_set, bad = set(), None
+    if check:
+        unique = sorted({e.path for entries in prepared.splits.values() for e in entries})
+        from vifi.prepare.probe import probe_all
+
+        manifest = probe_all(unique, video_root, workers=workers, min_frames=min_frames, backend=backend,
+                             show_progress=show_progress)
+        write_text_atomic(out / "manifest.csv", manifest.to_csv(index=False))
+        bad = manifest[~manifest["ok"]]
+        write_text_atomic(out / "quarantine.txt", "".join(f"{p}\n" for p in bad["path"]))
+        bad_set = set(bad["path"])
+        record["quarantined"] = {row.path: row.reason for row in bad.itertuples()}
+    if holdout is not None:  # own data: all.txt plus a stratified train.txt / val.txt
+        prepared.splits["train"], prepared.splits["val"] = _holdout(prepared.splits["all"], bad_set, *holdout)
+        failed = {**failed, "train": failed.get("all", [])}  # re-encode failures were all in all.txt
     write_label_csv(out / "labels.csv", prepared.names)
     for split, entries in prepared.splits.items():
         write_annotation_list(out / f"{split}.txt", entries)
@@ -61,21 +77,23 @@ def _prepare_into(out: Path, final: Path, dataset: str, root: Path, prepared, *,
         for split in summary:
             summary[split]["reencode_failed"] = len(failed.get(split, []))
     if check:
-        unique = sorted({e.path for entries in prepared.splits.values() for e in entries})
-        from vifi.prepare.probe import probe_all
-
-        manifest = probe_all(unique, video_root, workers=workers, min_frames=min_frames, backend=backend,
-                             show_progress=show_progress)
-        write_text_atomic(out / "manifest.csv", manifest.to_csv(index=False))
-        bad = manifest[~manifest["ok"]]
-        write_text_atomic(out / "quarantine.txt", "".join(f"{p}\n" for p in bad["path"]))
-        bad_set = set(bad["path"])
         for split, entries in prepared.splits.items():
             summary[split]["quarantined"] = sum(e.path in bad_set for e in entries)
-        record["quarantined"] = {row.path: row.reason for row in bad.itertuples()}
     record["splits"] = summary
     write_json_atomic(out / RECORD, record)
     return record, summary
+
+
+def _holdout(entries: list[Entry], quarantined: set[str], val_fraction: float, seed: int):
+    """(train, val) of `--val-fraction`, drawn after the check: val holds only videos that decode (evaluation refuses
+    an undecodable one), the shares are those of the usable videos, and quarantined videos stay in train.txt, where
+    training skips them by quarantine.txt as it does for official lists."""
+    from vifi.prepare.holdout import stratified_split
+
+    usable = [e for e in entries if e.path not in quarantined]
+    _, val = stratified_split(usable, val_fraction, seed)
+    in_val = set(val)
+    return [e for e in entries if e not in in_val], val
 
 
 def _reencode(prepared, root: Path, dst: Path, short_side: int, fmt: str, workers: int, out: Path, final: Path,

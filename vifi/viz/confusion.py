@@ -16,7 +16,19 @@ def read_confusion(source: Path) -> pd.DataFrame:
     if not path.is_file():
         raise VifiError(f"{source} holds no confusion.csv: give an evaluation or run folder written by this vifi "
                         "version (or the CSV itself)")
-    return pd.read_csv(path, index_col=0)
+    from vifi.viz import read_table
+
+    what = "give the confusion.csv that `vifi eval` / `vifi finetune` writes (or its folder)"
+    matrix = read_table(path, (), what, index_col=0)
+    # A square table of counts whose rows and columns name the same classes; anything else (summary.csv,
+    # per_class.csv of the same folder) would be drawn as nonsense or crash the plot.
+    counts = matrix.apply(pd.to_numeric, errors="coerce")
+    values = counts.to_numpy()
+    square = len(matrix) > 0 and list(map(str, matrix.index)) == list(map(str, matrix.columns))
+    if not square or counts.isna().to_numpy().any() or (values < 0).any() or (values % 1 != 0).any():
+        raise VifiError(f"{path} is not a confusion matrix (a square table of video counts, true classes by "
+                        f"predicted classes); {what}")
+    return counts.astype("int64")
 
 
 def plot_confusion(matrix: pd.DataFrame, out: Path, title: str) -> None:

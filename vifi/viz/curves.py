@@ -14,8 +14,12 @@ def read_run(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     log, summary = run / "log.csv", run / "summary.csv"
     if not log.is_file():
         raise VifiError(f"{run} has no log.csv: give run folders written by `vifi finetune` / `vifi prompt`")
-    steps = pd.read_csv(log)
-    evals = pd.read_csv(summary) if summary.is_file() else pd.DataFrame(columns=["epoch", "step", "top1", "top5"])
+    from vifi.viz import read_table
+
+    what = "give run folders written by `vifi finetune` / `vifi prompt`"
+    steps = read_table(log, ("step", "loss", "lr"), what)
+    evals = (read_table(summary, ("step", "top1"), what) if summary.is_file()
+             else pd.DataFrame(columns=["epoch", "step", "top1", "top5"]))
     return steps, evals.dropna(subset=["top1"])
 
 
