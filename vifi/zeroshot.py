@@ -100,15 +100,7 @@ def classify(videos: list[Path], names: list[str], model, inputs: InferenceInput
     text = class_text_features(model, names, inputs.template, runtime)
     index, _, scores, failed = video_scores(model, dataset, text, runtime, batch=batch, num_workers=num_workers,
                                             show_progress=False)
-    if failed and not skip_undecodable:
-        raise VideoError(failed[0][1] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
-                        + "; pass --skip-undecodable to score the others")
-    from vifi import console
-
-    for _, message in failed:
-        console.warn(f"skipped: {message}")
-    if failed and len(failed) == len(videos):
-        raise VideoError(f"none of the {len(videos)} videos could be decoded")
+    _report_undecodable([message for _, message in failed], len(videos), skip_undecodable)
     probs = scores / (views[0] * views[1])
     rows = []
     for i, row in zip(index.tolist(), probs):
@@ -153,16 +145,10 @@ def timeline(videos: list[Path], names: list[str], model, inputs: InferenceInput
             best = int(torch.argmax(row))
             rows.append({"video": str(videos[item["index"]]), "start": start, "end": end, "label": names[best],
                          "prob": round(float(row[best]), 6)})
-    if failed and not skip_undecodable:
-        raise VifiError(failed[0] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
-                        + "; pass --skip-undecodable to score the others")
-    from vifi import console
-
-    for message in failed:
-        console.warn(f"skipped: {message}")
-    if failed and len(failed) == len(videos):
-        raise VifiError(f"none of the {len(videos)} videos could be decoded")
+    _report_undecodable(failed, len(videos), skip_undecodable)
     if short:
+        from vifi import console
+
         console.note(f"notice: {short} video(s) shorter than --window {window:g} s are one window each")
     return pd.DataFrame(rows, columns=["video", "start", "end", "label", "prob"])
 
@@ -234,3 +220,17 @@ def write_output(table: pd.DataFrame, out: Path) -> None:
     from vifi.fileio import write_text_atomic
 
     write_text_atomic(out, render_output(table, out.suffix.lower() == ".json"))
+
+
+def _report_undecodable(failed: list[str], n_videos: int, skip_undecodable: bool) -> None:
+    """Videos that did not decode: an error naming the first, unless skipped (then one warning each); all failed is
+    an error either way."""
+    if failed and not skip_undecodable:
+        raise VideoError(failed[0] + (f" (and {len(failed) - 1} more videos failed)" if len(failed) > 1 else "")
+                         + "; pass --skip-undecodable to score the others")
+    from vifi import console
+
+    for message in failed:
+        console.warn(f"skipped: {message}")
+    if failed and len(failed) == n_videos:
+        raise VideoError(f"none of the {n_videos} videos could be decoded")

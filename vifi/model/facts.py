@@ -155,7 +155,7 @@ def check_input_size(facts: CheckpointFacts, input_size: int, role: str) -> None
     first step. Refused before any work instead, saying how to match."""
     takes = int(facts.arch["vision_cfg"]["image_size"])
     if input_size != takes:
-        raise VifiError(f"{role} {facts.path} takes {takes}×{takes} crops (its positional embedding is sized for "
+        raise CheckpointError(f"{role} {facts.path} takes {takes}×{takes} crops (its positional embedding is sized for "
                         f"them) but this run uses data.input_size {input_size}; --set data.input_size={takes}")
 
 
