@@ -33,6 +33,6 @@ def serve_command(
 
 def register(app: typer.Typer) -> None:
     app.command("serve", help="Search an index from a web page and a JSON API, the model kept loaded "
-                              "(pip install 'vifi\\[serve]')."
+                              "(pip install 'vifi[serve]')."
                               "\n\nExample: vifi serve runs/demo.index   # then open http://127.0.0.1:8765/")(
         serve_command)
