@@ -51,9 +51,12 @@ class RunBatches(torch.utils.data.Sampler):
 
 
 def make_loader(dataset, *, batch_sampler=None, batch_size=None, workers: int, device: torch.device, collate_fn,
-                worker_init_fn=None) -> DataLoader:
+                worker_init_fn=None, start_method: str | None = None) -> DataLoader:
+    """`start_method`: None forks the workers (Linux's default); "forkserver" starts them from a clean process, for
+    a caller whose process runs threads that must not be forked (vifi index: LanceDB's runtime, docs/search.md)."""
     kwargs = {"batch_sampler": batch_sampler} if batch_sampler is not None else {"batch_size": batch_size,
                                                                                    "shuffle": False}
     if workers > 0:  # every worker ignores the stop signals first (vifi/engine/workers.py), then runs the caller's init
-        kwargs.update(prefetch_factor=4, worker_init_fn=functools.partial(init_worker, then=worker_init_fn))
+        kwargs.update(prefetch_factor=4, worker_init_fn=functools.partial(init_worker, then=worker_init_fn),
+                      multiprocessing_context=start_method)
     return DataLoader(dataset, num_workers=workers, collate_fn=collate_fn, pin_memory=device.type == "cuda", **kwargs)

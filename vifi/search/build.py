@@ -20,6 +20,11 @@ import torch.nn.functional as F
 from vifi.search.index_folder import IndexEntry, IndexFolder
 
 
+# The loader's workers start from a clean process, not a fork of this one: this process has opened the LanceDB table,
+# whose runtime threads make a fork risky (LanceDB warns of a possible deadlock); a worker only decodes videos.
+LOADER_START = "forkserver"
+
+
 @dataclass(frozen=True)
 class Video:
     path: str  # absolute, symlinks resolved
@@ -113,13 +118,14 @@ def embed_and_commit(folder: IndexFolder, info: dict, todo: list[Video], changed
         from vifi.data.dataset import EvalClips, collate
 
         dataset = EvalClips([Entry(v.path, 0) for v in todo], "/", spec, *views)
-        items = make_loader(dataset, batch_size=batch, workers=workers, device=runtime.device, collate_fn=collate)
+        items = make_loader(dataset, batch_size=batch, workers=workers, device=runtime.device, collate_fn=collate,
+                            start_method=LOADER_START)
     else:
         from vifi.search.windows import WindowClips, collate_windows
 
         dataset = WindowClips([v.path for v in todo], spec, window, stride, *views)
         items = make_loader(dataset, batch_size=1, workers=workers, device=runtime.device,
-                            collate_fn=collate_windows)
+                            collate_fn=collate_windows, start_method=LOADER_START)
     pending: list[IndexEntry] = []
     pending_rows: list[torch.Tensor] = []
     failed: list[tuple[str, str]] = []
