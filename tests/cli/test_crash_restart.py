@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from tests.cli.test_run_folder import _args, _one_error_line, _vifi, finished  # noqa: F401  (module fixture)
 from tests.cli.test_signals import _workers_of
+from tests.conftest import demo_run_args
 from vifi.errors import VifiError
 from vifi.run_folder import RunFolder
 
@@ -176,7 +177,7 @@ def _state(folder: Path) -> dict:
 @pytest.mark.parametrize("flag", ["--resume", "--auto-resume"])
 def test_a_finished_run_given_resume_says_it_is_complete_and_touches_nothing(finished, demo_data, flag):
     before = _state(finished)
-    proc = _vifi(*_args(demo_data, finished, flag))
+    proc = _vifi(*demo_run_args(demo_data, finished, "--deterministic", flag))  # the command that made the run
     assert proc.returncode == 0, proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "complete" in lines[0] and "epoch" not in proc.stderr, proc.stderr
