@@ -3,7 +3,7 @@
     INDEX/index.json           what built it: checkpoint (path, sha256, size, mtime_ns), frames, input size, template,
                                views, window and stride, dim, logit scale, vifi version, the table's name; last run's
                                counts
-    INDEX/rows-XXXXXXXX.lance  the vector store, a Lance table (LanceDB): one row per video, or per window of a video
+    INDEX/rows-<8 hex>.lance   the vector store, a Lance table (LanceDB): one row per video, or per window of a video
                                with --window: path, size, mtime_ns, start, end, offset, vector
     INDEX/failed.txt           videos the last run could not decode (path TAB reason); they are retried next run
     INDEX/.vifi.lock           the run-folder lock (vifi/run_folder.py): one `vifi index` at a time

@@ -41,12 +41,22 @@ class ServeState:
         self.searcher = searcher
         self.paths = sorted(searcher.paths())  # id = position: the only way a request names a file
         self.ids = {p: i for i, p in enumerate(self.paths)}
+        self.ids_lock = threading.Lock()
         self.token = token
         self.max_upload_bytes = max_upload_bytes
         self.upload_dir = upload_dir
         self.model_lock = threading.Lock()  # handlers run in a thread pool; one forward at a time
         self.thumbs: OrderedDict[tuple[int, float], bytes] = OrderedDict()
         self.thumbs_lock = threading.Lock()
+
+    def id_of(self, path: str) -> int:
+        """A hit's id. A path the table lacks came from a newer version of the store (a `vifi index` run while
+        serving, read after its clean-up): it is indexed, so it gets the next id rather than failing the request."""
+        with self.ids_lock:
+            if path not in self.ids:
+                self.ids[path] = len(self.paths)
+                self.paths.append(path)
+            return self.ids[path]
 
     def path_of(self, video_id: int) -> str:
         if not 0 <= video_id < len(self.paths):
@@ -177,7 +187,7 @@ def _token_of(request: Request) -> str | None:
 def _hit(state: ServeState, row) -> dict:
     start = None if _missing(row.start) else float(row.start)
     end = None if _missing(row.end) else float(row.end)
-    vid = state.ids[row.path]
+    vid = state.id_of(row.path)
     return {"rank": int(row.rank), "score": float(row.score), "cosine": float(row.cosine), "path": row.path,
             "name": Path(row.path).name, "id": vid, "start": start, "end": end,
             "video_url": f"/api/videos/{vid}", "thumb_url": f"/api/thumbs/{vid}?t={start or 0:g}"}
