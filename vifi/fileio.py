@@ -131,8 +131,9 @@ def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str = "--o
 
     `folder`: the output is a folder (run / eval outputs) rather than one file. Streams (`-`, FIFOs, devices,
     descriptors) are fine for file outputs. `overwrite` (file outputs of commands with an --overwrite flag): False
-    refuses an existing regular file, so nothing the user had is replaced without --overwrite (README). Permissions: os.access on the nearest existing folder (root passes it anywhere, so a
-    read-only file system is checked with statvfs too); a regular file on the way fails for everyone.
+    refuses an existing regular file, so nothing the user had is replaced without --overwrite (README).
+    Permissions: os.access on the nearest existing folder (root passes it anywhere, so a read-only file system is
+    checked with statvfs too); a regular file on the way fails for everyone.
     """
     path = Path(path)
     if not folder and is_stream(path):
