@@ -118,3 +118,42 @@ def demo_run_copy(demo_run, tmp_path):
     import shutil
 
     return Path(shutil.copytree(demo_run, tmp_path / "run", ignore=shutil.ignore_patterns(".vifi.lock")))
+
+
+def run_main(args, cwd=".", stdin: str | None = None):
+    """(exit code, stdout, stderr) of `vifi ARGS` run in this process in `cwd`, with `stdin` as its standard input
+    when given. A new process spends seconds importing torch (and lancedb) before it can print a one-line error;
+    this does not (docs/performance.md, "Test-suite time"). An exception that escapes main() propagates, failing the
+    test with its traceback."""
+    import contextlib
+    import io
+    import os
+    import signal
+    import sys
+
+    from vifi import console
+    from vifi.cli import app
+
+    saved = (signal.getsignal(signal.SIGINT), sys.unraisablehook, sys.argv, os.getcwd(), sys.stdin)
+    out, err = io.StringIO(), io.StringIO()
+    os.chdir(cwd)
+    try:
+        sys.argv = ["vifi", *map(str, args)]
+        if stdin is not None:
+            sys.stdin = io.StringIO(stdin)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                app.main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        sys.unraisablehook, sys.argv, sys.stdin = saved[1], saved[2], saved[4]
+        os.chdir(saved[3])
+        console.set_quiet(False)
+        console.reserve_stdout(False)
+        if console._mirror is not None:  # a case that got as far as a run folder: later cases must not write there
+            console._mirror.close()
+            console._mirror = None
+    return code, out.getvalue(), err.getvalue()

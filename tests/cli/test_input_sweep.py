@@ -5,46 +5,14 @@ stdout/stderr captured, signal handlers restored): an exception that escapes mai
 traceback, which is the bug being tested for.
 """
 
-import contextlib
-import io
-import os
-import signal
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_main
 from vifi.model.backbone import TINY_CLIP, build_clip
 from vifi.model.checkpoint import save_weights
 from vifi.model.vifi_clip import ViFiCLIP
-
-
-def run_main(args, cwd):
-    """(exit code, stdout, stderr) of `vifi ARGS` run in-process in `cwd`."""
-    from vifi import console
-    from vifi.cli import app
-
-    saved = (signal.getsignal(signal.SIGINT), sys.unraisablehook, sys.argv, os.getcwd())
-    out, err = io.StringIO(), io.StringIO()
-    os.chdir(cwd)
-    try:
-        sys.argv = ["vifi", *map(str, args)]
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                app.main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code
-    finally:
-        signal.signal(signal.SIGINT, saved[0])
-        sys.unraisablehook, sys.argv = saved[1], saved[2]
-        os.chdir(saved[3])
-        console.set_quiet(False)
-        console.reserve_stdout(False)
-        if console._mirror is not None:  # a case that got as far as a run folder: later cases must not write there
-            console._mirror.close()
-            console._mirror = None
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

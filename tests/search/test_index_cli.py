@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import run_main
 from vifi.data.demo import class_names
 from vifi.model.backbone import TINY_CLIP, build_clip
 from vifi.model.checkpoint import save_weights
@@ -273,11 +274,17 @@ def test_kill_of_the_process_group_mid_run_keeps_the_committed_work_and_a_rerun_
     assert len(IndexFolder(index).table().list_versions()) == 1  # the killed run's versions cleaned up
 
 
+def _in_process(*args):
+    """`vifi ARGS` in this process (no seconds of imports per call), which must succeed."""
+    code, _, err = run_main(args, stdin="")
+    assert code == 0, err
+
+
 def test_bad_inputs_are_one_line_exit_2_before_any_change(videos, checkpoint, tmp_path):
     index = tmp_path / "idx"
     one = sorted(videos.rglob("*.mp4"))[0]
     own = shutil.copy(checkpoint, tmp_path / "own.safetensors")  # this test moves and replaces it
-    _vifi("index", one, "--checkpoint", own, "--out", index, "--workers", "0")
+    _in_process("index", one, "--checkpoint", own, "--out", index, "--workers", "0")
     snapshot = _files(index)
     other = _tiny_checkpoint(tmp_path / "other.safetensors", seed=1)
     notes = tmp_path / "notes"
@@ -308,21 +315,20 @@ def test_bad_inputs_are_one_line_exit_2_before_any_change(videos, checkpoint, tm
          "a window is one clip"),
     ]
     for args, needle in cases:
-        proc = _vifi(*args, check=False)
-        assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.splitlines()) == 1, (args,
-                                                                                                        proc.stderr)
+        code, _, err = run_main(args, stdin="")
+        assert code == 2 and needle in err and len(err.splitlines()) == 1, (args, err)
     assert snapshot == _files(index)
     assert not (tmp_path / "new").exists() and not (tmp_path / "new2").exists()
     assert [p.name for p in notes.iterdir()] == ["mine.txt"]
 
     shutil.move(own, tmp_path / "moved.safetensors")
-    proc = _vifi("search", "x", "--index", index, check=False)
-    assert proc.returncode == 2 and "not there any more" in proc.stderr and len(proc.stderr.splitlines()) == 1
-    _vifi("search", "x", "--index", index, "--checkpoint", tmp_path / "moved.safetensors")
+    code, _, err = run_main(["search", "x", "--index", index])
+    assert code == 2 and "not there any more" in err and len(err.splitlines()) == 1, err
+    _in_process("search", "x", "--index", index, "--checkpoint", tmp_path / "moved.safetensors")
     _tiny_checkpoint(own, seed=2)  # a different model at the recorded place
-    proc = _vifi("search", "x", "--index", index, check=False)
-    assert proc.returncode == 2 and "is not the one index" in proc.stderr, proc.stderr
-    _vifi("index", videos, "--out", index, "--overwrite", "--workers", "0")  # rebuilt with the model now there
+    code, _, err = run_main(["search", "x", "--index", index])
+    assert code == 2 and "is not the one index" in err, err
+    _in_process("index", videos, "--out", index, "--overwrite", "--workers", "0")  # rebuilt with the model now there
     assert _last_run(index)["embedded"] == 36 and _last_run(index)["videos"] == 36
     assert len(list(index.glob("rows-*.lance"))) == 1  # the old table went at the swap
 
@@ -331,8 +337,8 @@ def test_bad_inputs_are_one_line_exit_2_before_any_change(videos, checkpoint, tm
     (old / "index.json").write_text(json.dumps({"format": "vifi-index/1", "checkpoint": str(own)}))
     (old / "manifest.jsonl").write_text("")
     for args in (["search", "x", "--index", old], ["index", one, "--out", old]):
-        proc = _vifi(*args, check=False)
-        assert proc.returncode == 2 and "older vifi" in proc.stderr and "--overwrite" in proc.stderr, proc.stderr
-    _vifi("index", one, "--out", old, "--overwrite", "--workers", "0")
+        code, _, err = run_main(args)
+        assert code == 2 and "older vifi" in err and "--overwrite" in err, err
+    _in_process("index", one, "--out", old, "--overwrite", "--workers", "0")
     assert sorted(p.name for p in old.iterdir() if not p.name.startswith(".")) == ["index.json",
                                                                                   *[p.name for p in old.glob("rows-*")]]
