@@ -53,11 +53,44 @@ def ramp_frames(n: int = 20, h: int = 48, w: int = 64) -> np.ndarray:
 DEMO_SIZES = {"train_per_class": 4, "test_per_class": 2, "seed": 0}  # tests that re-render a video use them too
 
 
+def once_per_test_run(tmp_path_factory, name: str, build) -> Path:
+    """A folder that `build(folder)` filled once for the whole test run, also when pytest-xdist runs the suite in
+    several processes: the first to get here builds it under a file lock in the temporary folder all of them share;
+    the others wait for it and reuse it. A build that failed is tried again by the next (and fails its tests too)."""
+    import fcntl
+    import os
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's temporary folder sits in the run's shared one
+        base = base.parent
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.done"
+    with open(base / f"shared-{name}.lock", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory):
     from vifi.data.demo import generate_demo
 
-    return generate_demo(tmp_path_factory.mktemp("demo"), **DEMO_SIZES)
+    folder = once_per_test_run(tmp_path_factory, "demo", lambda f: generate_demo(f, **DEMO_SIZES))
+    return generate_demo(folder, **DEMO_SIZES)  # complete: only returns its paths
+
+
+def _vifi_process(args, timeout: float) -> None:
+    """`python -m vifi ARGS` in a new process, which must succeed (its stderr is the failure's message)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
 
 
 def finetune_demo_args(demo_data, out, **sets) -> list[str]:
@@ -73,17 +106,13 @@ def finetune_demo_args(demo_data, out, **sets) -> list[str]:
 @pytest.fixture(scope="session")
 def trained_demo(demo_data, tmp_path_factory):
     """A run folder fine-tuned on the demo for 80 steps (92 % top-1): enough for a class's text to rank its own
-    videos first (docs/search.md). Minutes on a CPU, once per session."""
-    import subprocess
-    import sys
+    videos first (docs/search.md). Minutes on a CPU, once per test run."""
+    def train(folder):
+        args = finetune_demo_args(demo_data, folder / "demo", train__epochs=20, train__global_batch=6,
+                                  train__micro_batch=6, train__eval_every=20)
+        _vifi_process(args, timeout=1800)
 
-    out = tmp_path_factory.mktemp("trained") / "demo"
-    args = finetune_demo_args(demo_data, out, train__epochs=20, train__global_batch=6, train__micro_batch=6,
-                              train__eval_every=20)
-    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return once_per_test_run(tmp_path_factory, "trained", train) / "demo"
 
 
 # One finished demo fine-tune per test session (issue 23, item 13: each module used to train its own). 3 epochs,
@@ -102,14 +131,10 @@ def demo_run_args(demo_data, out, *extra) -> list[str]:
 @pytest.fixture(scope="session")
 def demo_run(demo_data, tmp_path_factory):
     """The shared finished run, read-only: a test that changes a run takes `demo_run_copy` instead."""
-    import subprocess
-    import sys
+    def train(folder):
+        _vifi_process(demo_run_args(demo_data, folder / "run", "--deterministic"), timeout=900)
 
-    out = tmp_path_factory.mktemp("demo_run") / "run"
-    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, demo_run_args(demo_data, out, "--deterministic"))],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return once_per_test_run(tmp_path_factory, "demo_run", train) / "run"
 
 
 @pytest.fixture
@@ -146,7 +171,7 @@ def run_main(args, cwd=".", stdin: str | None = None):
                 app.main()
                 code = 0
             except SystemExit as exc:
-                code = exc.code
+                code = 0 if exc.code is None else exc.code
     finally:
         signal.signal(signal.SIGINT, saved[0])
         sys.unraisablehook, sys.argv, sys.stdin = saved[1], saved[2], saved[4]
@@ -157,3 +182,12 @@ def run_main(args, cwd=".", stdin: str | None = None):
             console._mirror.close()
             console._mirror = None
     return code, out.getvalue(), err.getvalue()
+
+
+def vifi_in_process(*args, cwd=None, stdin: str | None = None):
+    """`run_main` shaped as `subprocess.run(..., capture_output=True, text=True)` returns it, so that a test module's
+    `_vifi` helper can switch between a new process and this one without touching its assertions."""
+    import subprocess
+
+    code, out, err = run_main(args, cwd or ".", stdin)
+    return subprocess.CompletedProcess(["vifi", *map(str, args)], code, out, err)

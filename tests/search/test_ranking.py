@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from tests.conftest import finetune_demo_args
 from vifi.data.demo import class_names
 
 pytestmark = pytest.mark.slow
@@ -19,12 +18,9 @@ def _vifi(*args):
 
 
 @pytest.fixture(scope="module")
-def trained(demo_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("search") / "trained"
-    # 80 steps: 92 % top-1 here (6 epochs gave 42 %, too weak to rank)
-    _vifi(*finetune_demo_args(demo_data, out, train__epochs=20, train__global_batch=6, train__micro_batch=6,
-                              train__eval_every=20))
-    return out
+def trained(trained_demo):
+    """The session's 80-step fine-tune (tests/conftest.py): 92 % top-1 here (6 epochs gave 42 %, too weak to rank)."""
+    return trained_demo
 
 
 def _precision_at_class_size(results, root) -> list[float]:

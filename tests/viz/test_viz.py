@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import finetune_demo_args
 from vifi.model.backbone import TINY_CLIP, build_clip
 from vifi.model.checkpoint import save_weights
 from vifi.model.vifi_clip import ViFiCLIP
@@ -29,10 +28,13 @@ def _png_size(path):
 
 
 @pytest.fixture(scope="module")
-def trained(demo_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("viz") / "trained"
-    _vifi(*finetune_demo_args(demo_data, out, train__epochs=6, train__global_batch=6, train__micro_batch=6))
-    return out
+def trained(trained_demo, tmp_path_factory):
+    """A copy of the session's 80-step fine-tune (tests/conftest.py), named `trained`: pictures and scores are named
+    after the run folder."""
+    import shutil
+
+    return Path(shutil.copytree(trained_demo, tmp_path_factory.mktemp("viz") / "trained",
+                                ignore=shutil.ignore_patterns(".vifi.lock")))
 
 
 @pytest.fixture(scope="module")
