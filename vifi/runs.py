@@ -169,7 +169,13 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     run = RunFolder(out)
     check_run_request(run, overwrite, resume)
     _check_start_weights(cfg)
+    from vifi.model.factory import check_model_source
+
+    check_model_source(cfg.model)  # a missing --clip or bridge: before the demo is generated, the val set checked
     runtime = setup_runtime(device, cfg.train.precision)
+    from vifi.engine.train import check_batch_split
+
+    check_batch_split(cfg.train, runtime.world)
     from vifi.data.device_decode import check_device_backend
 
     check_device_backend(cfg.data.backend, runtime.device)  # one line before any work or change to the folder

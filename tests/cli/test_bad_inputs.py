@@ -121,6 +121,23 @@ def test_bad_input_gives_one_clear_line_and_changes_nothing(name, data, tmp_path
     assert _hashes(data) == before
 
 
+@pytest.mark.parametrize("name", ["real arch without weights", "missing clip file", "prompt without bridge",
+                                  "micro batch does not divide"])
+def test_weights_and_batch_errors_come_before_the_data_is_touched(name, data, tmp_path, monkeypatch):
+    """Refused before the demo videos are generated (seconds; for a real dataset, the val set's decode check takes
+    minutes) and before the run folder is made."""
+    import vifi.data.demo
+
+    def generate_demo(*args, **kwargs):
+        raise AssertionError("the demo data was generated before the refusal")
+
+    monkeypatch.setattr(vifi.data.demo, "generate_demo", generate_demo)
+    out = tmp_path / "out"
+    proc = _vifi(*CASES[name](data, out))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not out.exists()
+
+
 def test_corrupt_video_in_eval_names_the_file(data, tmp_path, tiny_model):
     from vifi.model.checkpoint import save_weights
 

@@ -97,6 +97,13 @@ def convert_to_float8(model) -> int:
     return before - sum(type(m) is torch.nn.Linear for m in model.head.visual.modules())
 
 
+def check_batch_split(t, world: int) -> None:
+    """The global batch splits into micro-batches on `world` processes (checked again before any work: runs.py)."""
+    if t.global_batch % (t.micro_batch * world):
+        raise VifiError(f"train.global_batch {t.global_batch} is not a multiple of micro_batch {t.micro_batch} × "
+                        f"{world} process(es); choose a micro-batch that divides it")
+
+
 @dataclass
 class Trainer:
     cfg: RunConfig
@@ -112,9 +119,7 @@ class Trainer:
 
     def __post_init__(self):
         t, rt = self.cfg.train, self.runtime
-        if t.global_batch % (t.micro_batch * rt.world):
-            raise VifiError(f"train.global_batch {t.global_batch} is not a multiple of micro_batch {t.micro_batch} × "
-                            f"{rt.world} process(es); choose a micro-batch that divides it")
+        check_batch_split(t, rt.world)
         self.accum = t.global_batch // (t.micro_batch * rt.world)
         self.clock = lr_clock(self.cfg, len(self.dataset))
         self.steps_per_epoch = self.clock.steps_per_epoch

@@ -120,18 +120,31 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("constants.pkl") or "/code/" in name for name in zf.namelist())
 
 
+def check_clip_source(arch: str, weights: str | None, allow_random: bool = False) -> None:
+    """What `load_clip` refuses about where the weights come from, found without reading or fetching anything: a run
+    calls it before it touches its folder or its data (generating the demo, checking every val video)."""
+    if weights is None:
+        if arch != "tiny" and not arch.startswith(HF_HUB) and not allow_random:
+            raise VifiError(f"no CLIP weights for architecture {arch}: pass --clip PATH (OpenAI .pt, state dict or "
+                            "safetensors), an open_clip tag such as --clip openai, or --clip hf-hub:ORG/NAME")
+        return
+    if weights.startswith(HF_HUB) or Path(weights).exists():
+        return
+    if "/" in weights or "\\" in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors"):
+        raise VifiError(f"--clip {weights}: file not found; give a local weight file, an open_clip tag (e.g. openai) "
+                        "or hf-hub:ORG/NAME")
+
+
 def load_clip(arch: str, weights: str | None, allow_random: bool = False) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Build CLIP for `arch` and load `weights`: a local file, an open_clip pretrained tag of `arch`, or
     `hf-hub:org/name` (whose own config then gives the architecture; `arch` may also be given that way).
 
     A real architecture without weights is refused unless `allow_random`, so nobody evaluates noise by accident.
     """
+    check_clip_source(arch, weights, allow_random)
     if weights is None and arch.startswith(HF_HUB):
         weights = arch
     if weights is None:
-        if arch != "tiny" and not allow_random:
-            raise VifiError(f"no CLIP weights for architecture {arch}: pass --clip PATH (OpenAI .pt, state dict or "
-                            "safetensors), an open_clip tag such as --clip openai, or --clip hf-hub:ORG/NAME")
         cfg = arch_config(arch)
         return build_clip(cfg), cfg
     if weights.startswith(HF_HUB):
@@ -145,9 +158,6 @@ def load_clip(arch: str, weights: str | None, allow_random: bool = False) -> tup
         sd = read_weight_file(path)
         sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
         return clip_from_state_dict(sd, str(path))
-    if "/" in weights or "\\" in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors"):
-        raise VifiError(f"--clip {weights}: file not found; give a local weight file, an open_clip tag (e.g. openai) "
-                        "or hf-hub:ORG/NAME")
     from vifi.model.pretrained import fetch_tag_weights, tag_quick_gelu
 
     cfg = arch_config(arch)

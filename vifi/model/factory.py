@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vifi.config import DataConfig, ModelConfig
 from vifi.errors import VifiError
-from vifi.model.backbone import load_clip
+from vifi.model.backbone import check_clip_source, load_clip
 from vifi.model.facts import CheckpointFacts, check_training_inputs, plain_clip
 from vifi.model.vifi_clip import ViFiCLIP
 
@@ -12,12 +12,10 @@ from vifi.model.vifi_clip import ViFiCLIP
 def build_model(cfg: ModelConfig, data: DataConfig | None = None) -> ViFiCLIP:
     """The model a run trains. Starting from a checkpoint, the run keeps its own frames and input size (`data`), as
     the reference's configs do, with one notice when the checkpoint was trained with others."""
+    check_model_source(cfg)
     if cfg.train == "prompt":
         from vifi.model.checkpoint import add_prompts, build_from_checkpoint, resolve_checkpoint
 
-        if not cfg.init_from:
-            raise VifiError("prompting learns on top of a fine-tuned checkpoint (the bridge): pass --bridge CKPT "
-                            "(or set model.init_from)")
         base = resolve_checkpoint(cfg.init_from)
         model, facts = build_from_checkpoint(base, "frozen", cfg.clip)
         if facts.train_mode == "prompt" or model.prompts is not None:
@@ -34,6 +32,16 @@ def build_model(cfg: ModelConfig, data: DataConfig | None = None) -> ViFiCLIP:
         return model
     clip, arch = load_clip(cfg.arch, cfg.clip)
     return ViFiCLIP(clip, arch, cfg.train)
+
+
+def check_model_source(cfg: ModelConfig) -> None:
+    """What `build_model` refuses about where the weights come from, found without reading them: a run calls it
+    before it touches its folder or its data."""
+    if cfg.train == "prompt" and not cfg.init_from:
+        raise VifiError("prompting learns on top of a fine-tuned checkpoint (the bridge): pass --bridge CKPT "
+                        "(or set model.init_from)")
+    if not cfg.init_from:
+        check_clip_source(cfg.arch, cfg.clip)
 
 
 def _check_run_inputs(facts: CheckpointFacts, data: DataConfig | None, role: str) -> None:
