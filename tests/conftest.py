@@ -157,19 +157,25 @@ def demo_run_copy(demo_run, tmp_path):
 def run_main(args, cwd=".", stdin: str | None = None):
     """(exit code, stdout, stderr) of `vifi ARGS` run in this process in `cwd`, with `stdin` as its standard input
     when given. A new process spends seconds importing torch (and lancedb) before it can print a one-line error;
-    this does not (docs/performance.md, "Test-suite time"). An exception that escapes main() propagates, failing the
+    this does not (docs/performance.md, "Test-suite time"). stdout holds what went to `sys.stdout` and then what was
+    written to descriptor 1 itself (`--out -` writes there). An exception that escapes main() propagates, failing the
     test with its traceback."""
     import contextlib
     import io
     import os
     import signal
     import sys
+    import tempfile
 
     from vifi import console
     from vifi.cli import app
 
     saved = (signal.getsignal(signal.SIGINT), sys.unraisablehook, sys.argv, os.getcwd(), sys.stdin)
     out, err = io.StringIO(), io.StringIO()
+    sys.stdout.flush()
+    saved_fd1 = os.dup(1)
+    fd1 = tempfile.TemporaryFile()
+    os.dup2(fd1.fileno(), 1)
     os.chdir(cwd)
     try:
         sys.argv = ["vifi", *map(str, args)]
@@ -182,6 +188,8 @@ def run_main(args, cwd=".", stdin: str | None = None):
             except SystemExit as exc:
                 code = 0 if exc.code is None else exc.code
     finally:
+        os.dup2(saved_fd1, 1)
+        os.close(saved_fd1)
         signal.signal(signal.SIGINT, saved[0])
         sys.unraisablehook, sys.argv, sys.stdin = saved[1], saved[2], saved[4]
         os.chdir(saved[3])
@@ -190,7 +198,10 @@ def run_main(args, cwd=".", stdin: str | None = None):
         if console._mirror is not None:  # a case that got as far as a run folder: later cases must not write there
             console._mirror.close()
             console._mirror = None
-    return code, out.getvalue(), err.getvalue()
+    with fd1:
+        fd1.seek(0)
+        written = fd1.read().decode()
+    return code, out.getvalue() + written, err.getvalue()
 
 
 def vifi_in_process(*args, cwd=None, stdin: str | None = None):

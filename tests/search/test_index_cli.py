@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import run_main
+from tests.conftest import run_main, vifi_in_process
 from vifi.data.demo import class_names
 from vifi.model.backbone import TINY_CLIP, build_clip
 from vifi.model.checkpoint import save_weights
@@ -29,8 +29,9 @@ SAME = 1e-5
 
 
 def _vifi(*args, stdin=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
-                          input=stdin, timeout=600)
+    """`vifi ARGS` in this process: a new one would spend seconds importing torch and lancedb on each call. Tests of
+    what only a process shows (a lock holder, a kill, a closed pipe) start their own."""
+    proc = vifi_in_process(*args, stdin="" if stdin is None else stdin)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
