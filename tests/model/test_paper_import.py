@@ -9,6 +9,7 @@ import types
 import pytest
 import torch
 
+from tests.conftest import vifi_in_process
 from vifi.config import PromptConfig
 from vifi.errors import VifiError
 from vifi.model.backbone import TINY_CLIP, build_clip
@@ -210,16 +211,14 @@ def test_input_size_other_than_the_weights_is_refused(tmp_path, tiny_model, clip
 def test_export_writes_safetensors_that_load_to_the_same_logits(tmp_path, tiny_model, clip_weights):
     save_paper_checkpoint(tmp_path / "vifi.pth", tiny_model, frames=16, use="text", ctx_init="a video of a")
     out = tmp_path / "vifi.safetensors"
-    proc = subprocess.run([sys.executable, "-m", "vifi", "export", str(tmp_path / "vifi.pth"), "--out", str(out),
-                           "--clip", str(clip_weights)], capture_output=True, text=True, timeout=300)
+    proc = _vifi("export", tmp_path / "vifi.pth", "--out", out, "--clip", clip_weights)
     assert proc.returncode == 0, proc.stderr
     model, facts = build_from_checkpoint(out)
     torch.testing.assert_close(logits(model), logits(tiny_model))
     # the release's own config travels into the metadata
     assert (facts.frames, facts.input_size, facts.train_mode, facts.template) == (16, 64, "text", "a video of a {}.")
     assert facts.source == str(tmp_path / "vifi.pth") and facts.arch == tiny_model.arch
-    again = subprocess.run([sys.executable, "-m", "vifi", "export", str(tmp_path / "vifi.pth"), "--out", str(out),
-                            "--clip", str(clip_weights)], capture_output=True, text=True, timeout=300)
+    again = _vifi("export", tmp_path / "vifi.pth", "--out", out, "--clip", clip_weights)
     assert again.returncode == 2 and "exists" in again.stderr  # never overwritten silently
 
 
@@ -231,8 +230,7 @@ def test_export_of_a_prompting_release_keeps_its_facts_in_both_files(tmp_path, c
     original = ViFiCLIP(clip, copy.deepcopy(OAI_TINY), "frozen", prompts=Prompts(cfg, clip))
     save_paper_checkpoint(tmp_path / "p.pth", original, frames=8)
     out = tmp_path / "p.safetensors"
-    proc = subprocess.run([sys.executable, "-m", "vifi", "export", str(tmp_path / "p.pth"), "--out", str(out),
-                           "--clip", str(clip_weights)], capture_output=True, text=True, timeout=300)
+    proc = _vifi("export", tmp_path / "p.pth", "--out", out, "--clip", clip_weights)
     assert proc.returncode == 0, proc.stderr
     from vifi.model.checkpoint import read_facts
 
@@ -326,8 +324,8 @@ def naive_probs(model, root, frames):
 
 
 def _vifi(*args):
-    return subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
+    return vifi_in_process(*args)
 
 
 @pytest.mark.slow

@@ -1,21 +1,21 @@
 """`vifi viz`: each picture from the demo data and a tiny model, with a numeric property behind it."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import vifi_in_process
 from vifi.model.backbone import TINY_CLIP, build_clip
 from vifi.model.checkpoint import save_weights
 from vifi.model.vifi_clip import ViFiCLIP
 
 
 def _vifi(*args):
-    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True, timeout=600)
+    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
+    proc = vifi_in_process(*args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -94,7 +94,7 @@ def test_curves_png_from_run_folders(trained, tmp_path):
 
 
 def _error_line(*args):
-    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True, timeout=600)
+    proc = vifi_in_process(*args)
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
