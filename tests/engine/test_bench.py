@@ -1,15 +1,14 @@
 """`vifi bench` smoke tests on CPU with the tiny architecture: the last line is JSON with the promised fields."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.conftest import vifi_in_process
+
 
 def _last_json(*args):
-    proc = subprocess.run([sys.executable, "-m", "vifi", "bench", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    proc = vifi_in_process("bench", *args)  # not a new process: that costs seconds of imports per call
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -94,8 +93,7 @@ def test_bench_memory_prints_the_plan_of_the_estimate():
                                           # no network here: the Hub's config cannot be read (was a traceback)
                                           (["--arch", "hf-hub:nobody-vifi-test/none"], "hf-hub:nobody-vifi-test/none")])
 def test_bench_memory_bad_input_is_one_line(args, message):
-    proc = subprocess.run([sys.executable, "-m", "vifi", "bench", "memory", *args], capture_output=True, text=True,
-                          timeout=120)
+    proc = vifi_in_process("bench", "memory", *args)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and message in proc.stderr
 
