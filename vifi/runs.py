@@ -171,7 +171,7 @@ def run_finetune(cfg: RunConfig, out: Path, *, overwrite: bool = False, resume: 
     _check_start_weights(cfg)
     from vifi.model.factory import check_model_source
 
-    check_model_source(cfg.model)  # a missing --clip or bridge: before the demo is generated, the val set checked
+    check_model_source(cfg.model, cfg.data.input_size)  # before the demo is generated or the val set checked
     runtime = setup_runtime(device, cfg.train.precision)
     from vifi.engine.train import check_batch_split
 

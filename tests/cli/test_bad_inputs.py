@@ -72,6 +72,8 @@ CASES = {
                                "--views", "2by2", "--out", o],
     "real arch without weights": lambda d, o: ["finetune", "demo", "--set", "model.arch=ViT-B-16", "--out", o],
     "missing clip file": lambda d, o: ["finetune", "demo", "--clip", d / "ViT-B-16.pt", "--out", o],
+    "input size the architecture does not take": lambda d, o: ["finetune", "demo", "--set", "data.input_size=32",
+                                                               "--out", o],
     "global batch too large": lambda d, o: ["finetune", "demo", "--set", "train.global_batch=600", "--set",
                                             "train.micro_batch=6", "--out", o],
     "micro batch does not divide": lambda d, o: ["finetune", "demo", "--set", "train.micro_batch=5", "--out", o],
@@ -122,7 +124,7 @@ def test_bad_input_gives_one_clear_line_and_changes_nothing(name, data, tmp_path
 
 
 @pytest.mark.parametrize("name", ["real arch without weights", "missing clip file", "prompt without bridge",
-                                  "micro batch does not divide"])
+                                  "micro batch does not divide", "input size the architecture does not take"])
 def test_weights_and_batch_errors_come_before_the_data_is_touched(name, data, tmp_path, monkeypatch):
     """Refused before the demo videos are generated (seconds; for a real dataset, the val set's decode check takes
     minutes) and before the run folder is made."""
@@ -135,6 +137,26 @@ def test_weights_and_batch_errors_come_before_the_data_is_touched(name, data, tm
     out = tmp_path / "out"
     proc = _vifi(*CASES[name](data, out))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not out.exists()
+
+
+def test_clip_weights_that_take_another_input_size_are_one_line_not_a_crash(data, tmp_path):
+    """The architecture of a weight file is known once it is read: still one line (was a traceback at the first
+    step), and the run folder is not left behind."""
+    import copy
+
+    import torch
+
+    from vifi.model.backbone import TINY_CLIP, build_clip
+
+    cfg = copy.deepcopy(TINY_CLIP)
+    cfg["vision_cfg"]["head_width"], cfg["text_cfg"]["heads"] = 64, 1  # OpenAI layout: shapes give the arch
+    torch.save(build_clip(cfg).state_dict(), tmp_path / "clip.pt")
+    out = tmp_path / "out"
+    proc = _vifi("finetune", "demo", "--clip", tmp_path / "clip.pt", "--set", "data.input_size=32", "--data",
+                 data / "train.txt", "--val", data / "test.txt", *_common(data), "--out", out)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"--clip {tmp_path / 'clip.pt'} takes 64×64 crops" in proc.stderr and "data.input_size=64" in proc.stderr
     assert not out.exists()
 
 
