@@ -18,9 +18,12 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pyproject.toml): one test process per core this process may use, at most 4. Most of a test's time
     is single-threaded (imports, subprocesses, tiny models), so two processes on 2 cores finish the suite in about
-    half the time (docs/performance.md, "Test-suite time"); more than 4 only multiplies memory."""
+    half the time (docs/performance.md, "Test-suite time"); more than 4 only multiplies memory. xdist's own
+    PYTEST_XDIST_AUTO_NUM_WORKERS still decides when it is set."""
     import os
 
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
     return max(1, min(len(os.sched_getaffinity(0)), 4))
 
 
