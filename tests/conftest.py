@@ -16,9 +16,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto` (pyproject.toml): one test process per core this process may use, at most 4. Most of a test's time
-    is single-threaded (imports, subprocesses, tiny models), so two processes on 2 cores finish the suite in about
-    half the time (docs/performance.md, "Test-suite time"); more than 4 only multiplies memory. xdist's own
+    """`-n auto` (pyproject.toml): one test process per core this process may use, at most 4. Much of a test's time
+    is single-threaded (imports, subprocesses, tiny models): two processes on 2 cores took 570 s where one took
+    800 s (docs/performance.md, "Test-suite time"); more than 4 mostly multiplies memory. xdist's own
     PYTEST_XDIST_AUTO_NUM_WORKERS still decides when it is set."""
     import os
 
