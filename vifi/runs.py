@@ -246,6 +246,8 @@ def _finetune(cfg: RunConfig, run: RunFolder, runtime: Runtime, *, overwrite: bo
     runtime.barrier()
     if resume:
         trainer.resume()
+    elif runtime.is_main:
+        trainer.drop_rows_past_progress()  # left by an attempt killed before its first checkpoint
     model.train()
     trainer.fit()
     if "result" not in last:  # resumed after the final evaluation had already been saved

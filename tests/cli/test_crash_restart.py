@@ -5,6 +5,7 @@ docs/reliability.md, "Run folder"."""
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,6 +164,25 @@ def test_a_kill_resume_loop_of_four_kills_at_random_steps_ends_bit_identical(dem
     assert log == [str(i) for i in range(1, 9)]
     assert json.loads((out / "results.json").read_text())["top1"] == \
         json.loads((baseline / "results.json").read_text())["top1"]
+
+
+def test_a_start_after_an_attempt_killed_before_its_first_checkpoint_logs_each_step_once(demo_data, tmp_path):
+    """What the kill loop above met under load: the first attempt logged step 1 and was killed before its
+    checkpoint was written; the requeue found no checkpoint and started afresh, appending to the old log.csv."""
+    from tests.conftest import vifi_in_process
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.csv").write_text("step,epoch,lr,loss,clips_per_s,data_wait_s\n1,0,1e-06,4.2,3.0,0.1\n")
+    (out / "run.log").write_text("what the killed attempt said\n")
+    for flags in (["--auto-resume"], []):  # a requeue script's command, and a plain start: the same folder state
+        proc = vifi_in_process(*_args(demo_data, out, "--set", "train.epochs=1", *flags))
+        assert proc.returncode == 0, proc.stderr
+        steps = [l.split(",")[0] for l in (out / "log.csv").read_text().splitlines()[1:]]
+        assert steps == ["1", "2"], steps  # 24 videos / batch 12: each step once
+        shutil.rmtree(out / "checkpoints")  # the next pass starts from the same state
+        (out / "results.json").unlink()
+        (out / "log.csv").write_text("step,epoch,lr,loss,clips_per_s,data_wait_s\n1,0,1e-06,4.2,3.0,0.1\n")
 
 
 # ---- a requeue after completion ----------------------------------------------------------------------------------

@@ -177,7 +177,12 @@ class Trainer:
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.progress = dict(state["progress"])
-        # Rows logged after that checkpoint are redone by the resumed run: drop them so each step appears once.
+        self.drop_rows_past_progress()
+
+    def drop_rows_past_progress(self) -> None:
+        """Rows logged after the step this run continues from (its checkpoint's; 0 for a start) are redone by it:
+        drop them so each step appears once. A requeued attempt killed before its first checkpoint leaves such
+        rows in a folder that then starts afresh (docs/reliability.md, "Run folder")."""
         _truncate_csv(self.run_dir / "log.csv", "step", lambda v: int(v) <= self.progress["step"])
         _truncate_csv(self.run_dir / "summary.csv", "epoch", lambda v: int(v) < self.progress["epoch"])
 
