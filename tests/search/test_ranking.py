@@ -1,18 +1,18 @@
 """On the demo data, a class's text ranks that class's videos first (a model fine-tuned for 80 steps)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.conftest import vifi_in_process
 from vifi.data.demo import class_names
 
 pytestmark = pytest.mark.slow
 
 
 def _vifi(*args):
-    proc = subprocess.run([sys.executable, "-m", "vifi", *map(str, args)], capture_output=True, text=True, timeout=900)
+    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
+    proc = vifi_in_process(*args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
