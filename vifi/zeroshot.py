@@ -35,7 +35,9 @@ def unique_names(names: list[str], what: str) -> list[str]:
     names = [n.strip() for n in names if n.strip()]
     if not names:
         raise InputError(f"{what} is empty; give at least one name (e.g. \"a,b\")")
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    from collections import Counter
+
+    dupes = sorted(n for n, k in Counter(names).items() if k > 1)  # one pass: label files can hold 100k names
     if dupes:
         raise InputError(f"{what}: {dupes[0]!r} is given more than once; each name must be unique")
     return names

@@ -98,3 +98,18 @@ def test_zeroshot_pyav_backend_gives_the_same_probabilities(tmp_path, checkpoint
         assert proc.returncode == 0, proc.stderr
         outs[backend] = pd.read_csv(out).set_index("label")["prob"].sort_index()
     pd.testing.assert_series_equal(outs["decord"], outs["pyav"], atol=1e-6, rtol=0)
+
+
+def test_label_names_given_twice_are_found_in_a_long_list_as_a_per_name_count_finds_them():
+    from vifi.errors import InputError
+    from vifi.zeroshot import unique_names
+
+    names = [f"class {i}" for i in range(100_000)]
+    assert unique_names([f" {n} " for n in names], "the label list") == names
+    for dupes in (["class 7"], ["class 99999", "class 3"]):  # the first of them in sorted order is named
+        with pytest.raises(InputError, match=f"{sorted(dupes)[0]!r} is given more than once"):
+            unique_names(names + dupes, "the label list")
+    small = ["a", "b", "a", "c", "b"]
+    naive = sorted({n for n in small if small.count(n) > 1})
+    with pytest.raises(InputError, match=f"{naive[0]!r} is given more than once"):
+        unique_names(small, "--labels")
