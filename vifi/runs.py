@@ -43,6 +43,11 @@ def check_run_request(run: RunFolder, overwrite: bool, resume: bool) -> None:
     if (run.finished or run.started) and not overwrite:
         what = "a finished run" if run.finished else "a run in progress (continue it with --resume)"
         raise VifiError(f"{run.path} already holds {what}; pass --overwrite to replace it or choose another --out")
+    if not overwrite and not run.lock_file.exists():  # every run takes the lock before it writes anything
+        foreign = [p.name for p in run.run_files() if p.exists()]
+        if foreign:
+            raise VifiError(f"{run.path} holds {', '.join(foreign)}, which no vifi run wrote there; choose another "
+                            "--out, or pass --overwrite to replace them")
 
 
 @contextmanager

@@ -175,6 +175,7 @@ def test_a_start_after_an_attempt_killed_before_its_first_checkpoint_logs_each_s
     out.mkdir()
     (out / "log.csv").write_text("step,epoch,lr,loss,clips_per_s,data_wait_s\n1,0,1e-06,4.2,3.0,0.1\n")
     (out / "run.log").write_text("what the killed attempt said\n")
+    (out / ".vifi.lock").write_text("")  # taken before the attempt wrote anything (docs/reliability.md)
     for flags in (["--auto-resume"], []):  # a requeue script's command, and a plain start: the same folder state
         proc = vifi_in_process(*_args(demo_data, out, "--set", "train.epochs=1", *flags))
         assert proc.returncode == 0, proc.stderr
@@ -183,6 +184,23 @@ def test_a_start_after_an_attempt_killed_before_its_first_checkpoint_logs_each_s
         shutil.rmtree(out / "checkpoints")  # the next pass starts from the same state
         (out / "results.json").unlink()
         (out / "log.csv").write_text("step,epoch,lr,loss,clips_per_s,data_wait_s\n1,0,1e-06,4.2,3.0,0.1\n")
+
+
+def test_a_start_into_a_folder_whose_run_files_no_vifi_run_wrote_is_refused_and_leaves_them(demo_data, tmp_path):
+    """A user's own log.csv / config.yaml where --out points: neither appended to, truncated nor replaced."""
+    from tests.conftest import vifi_in_process
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "log.csv").write_text("a,b\n1,2\n")
+    (out / "config.yaml").write_text("my: settings\n")
+    files = lambda: {k: v for k, v in _state(out).items() if k != Path(".")}  # noqa: E731  (the --out writability
+    before = files()  # probe creates and removes a file, which moves the folder's own mtime: docs/reliability.md)
+    for flags in ([], ["--auto-resume"]):
+        proc = vifi_in_process(*_args(demo_data, out, "--set", "train.epochs=1", *flags))
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "log.csv" in proc.stderr and "config.yaml" in proc.stderr and "--overwrite" in proc.stderr
+        assert files() == before and sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.csv"]
 
 
 # ---- a requeue after completion ----------------------------------------------------------------------------------

@@ -360,6 +360,9 @@ def _truncate_csv(path: Path, column: str, keep) -> None:
         rows = list(csv.reader(fh))
     if not rows:
         return
+    if column not in rows[0]:
+        raise VifiError(f"{path} has no {column!r} column, so a vifi run did not write it; move it away or pass "
+                        "--overwrite")
     col = rows[0].index(column)
     kept = [rows[0]] + [r for r in rows[1:] if r and keep(r[col])]
     from vifi.fileio import atomic_path
