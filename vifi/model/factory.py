@@ -7,7 +7,7 @@ from pathlib import Path
 from vifi.config import DataConfig, ModelConfig
 from vifi.errors import VifiError
 from vifi.model.backbone import HF_HUB, arch_config, check_clip_source, load_clip
-from vifi.model.facts import CheckpointFacts, check_training_inputs, plain_clip
+from vifi.model.facts import CheckpointFacts, check_arch_input_size, check_training_inputs, plain_clip
 from vifi.model.vifi_clip import ViFiCLIP
 
 
@@ -34,8 +34,8 @@ def build_model(cfg: ModelConfig, data: DataConfig | None = None) -> ViFiCLIP:
         return model
     clip, arch = load_clip(cfg.arch, cfg.clip)
     if data is not None:  # weights from a file give their own architecture: checked once they are read
-        _check_arch_input_size(arch, f"--clip {cfg.clip}" if cfg.clip else f"architecture {cfg.arch}",
-                               data.input_size)
+        check_arch_input_size(arch, f"--clip {cfg.clip}" if cfg.clip else f"architecture {cfg.arch}",
+                              data.input_size)
     return ViFiCLIP(clip, arch, cfg.train)
 
 
@@ -51,15 +51,7 @@ def check_model_source(cfg: ModelConfig, input_size: int | None = None) -> None:
     check_clip_source(cfg.arch, cfg.clip)
     named = cfg.clip is None or not (cfg.clip.startswith(HF_HUB) or Path(cfg.clip).exists())  # None or a tag
     if input_size is not None and named and not cfg.arch.startswith(HF_HUB):
-        _check_arch_input_size(arch_config(cfg.arch), f"architecture {cfg.arch}", input_size)
-
-
-def _check_arch_input_size(arch: dict, source: str, input_size: int) -> None:
-    """The image tower's positional embedding fits one crop size; another one crashed the first step."""
-    takes = int(arch["vision_cfg"]["image_size"])
-    if input_size != takes:
-        raise VifiError(f"{source} takes {takes}×{takes} crops (its positional embedding is sized for them) but this "
-                        f"run uses data.input_size {input_size}; --set data.input_size={takes}")
+        check_arch_input_size(arch_config(cfg.arch), f"architecture {cfg.arch}", input_size)
 
 
 def _check_run_inputs(facts: CheckpointFacts, data: DataConfig | None, role: str) -> None:

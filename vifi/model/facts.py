@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from vifi.config import PromptConfig
-from vifi.errors import CheckpointError
+from vifi.errors import CheckpointError, VifiError
 
 PAPER_TEMPLATE = "a photo of a {}."
 # The reference's zero-shot, few-shot and base-to-novel models all see 32 frames (docs/design.md).
@@ -151,12 +151,17 @@ def check_training_inputs(facts: CheckpointFacts, frames: int, input_size: int, 
 
 
 def check_input_size(facts: CheckpointFacts, input_size: int, role: str) -> None:
+    """A checkpoint's image tower takes the run's crop size (`check_arch_input_size`)."""
+    check_arch_input_size(facts.arch, f"{role} {facts.path}", input_size, CheckpointError)
+
+
+def check_arch_input_size(arch: Mapping[str, Any], source: str, input_size: int, error=VifiError) -> None:
     """The image tower's positional embedding fits one crop size: another one used to start the run and crash at its
-    first step. Refused before any work instead, saying how to match."""
-    takes = int(facts.arch["vision_cfg"]["image_size"])
+    first step. Refused before any work instead, saying how to match (`source` names the weights)."""
+    takes = int(arch["vision_cfg"]["image_size"])
     if input_size != takes:
-        raise CheckpointError(f"{role} {facts.path} takes {takes}×{takes} crops (its positional embedding is sized for "
-                        f"them) but this run uses data.input_size {input_size}; --set data.input_size={takes}")
+        raise error(f"{source} takes {takes}×{takes} crops (its positional embedding is sized for them) but this run "
+                    f"uses data.input_size {input_size}; --set data.input_size={takes}")
 
 
 def notice(message: str) -> None:
