@@ -177,10 +177,10 @@ def run_main(args, cwd=".", stdin: str | None = None):
     out, err = io.StringIO(), io.StringIO()
     sys.stdout.flush()
     saved_fd1 = os.dup(1)
-    fd1 = tempfile.TemporaryFile()
+    fd1 = tempfile.TemporaryFile()  # closed below, also when main() raises
     os.dup2(fd1.fileno(), 1)
-    os.chdir(cwd)
     try:
+        os.chdir(cwd)
         sys.argv = ["vifi", *map(str, args)]
         if stdin is not None:
             sys.stdin = io.StringIO(stdin)
@@ -190,6 +190,9 @@ def run_main(args, cwd=".", stdin: str | None = None):
                 code = 0
             except SystemExit as exc:
                 code = 0 if exc.code is None else exc.code
+    except BaseException:
+        fd1.close()
+        raise
     finally:
         os.dup2(saved_fd1, 1)
         os.close(saved_fd1)

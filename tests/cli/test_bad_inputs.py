@@ -6,12 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vifi_in_process
+from tests.conftest import vifi_in_process as _vifi  # in this process: a new one costs seconds of imports a call
 
-
-def _vifi(*args, cwd=None):
-    """In this process: these cases stop before any work, and a new process per case cost 3 s of imports each."""
-    return vifi_in_process(*args, cwd=cwd)
 
 
 def _hashes(folder: Path) -> dict:

@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from tests.conftest import ramp_frames, write_video, vifi_in_process
+from tests.conftest import ramp_frames, write_video, vifi_in_process as _vifi
 from vifi.model.checkpoint import save_weights
 from vifi.results import class_metrics, round_floats
 
@@ -29,10 +29,6 @@ def test_round_floats_rounds_every_float_and_nothing_else():
     assert round_floats({"top1": 96.66666388511658, "n": 3, "rows": [{"x": 0.123456789, "s": "1.23456"}]}) == \
         {"top1": 96.6667, "n": 3, "rows": [{"x": 0.1235, "s": "1.23456"}]}
 
-
-def _vifi(*args):
-    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
-    return vifi_in_process(*args)
 
 
 @pytest.fixture

@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import vifi_in_process
+from tests.conftest import vifi_in_process as _vifi  # in this process: a new one costs seconds of imports a call
 from vifi.config import load_config
 from vifi.errors import VifiError
 
-
-def _vifi(*args, cwd=None):
-    """In this process: these cases stop before any work, and a new process per case cost 3 s of imports each."""
-    return vifi_in_process(*args, cwd=cwd)
 
 
 def _error_line(proc) -> str:

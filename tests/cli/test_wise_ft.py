@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import vifi_in_process
+from tests.conftest import vifi_in_process as _vifi  # in this process: a new one costs seconds of imports a call
 import torch
 
 from vifi.data.demo import class_names
@@ -47,10 +47,6 @@ def _data(demo_data):
     return ["--data", demo_data["val_list"], "--labels", demo_data["labels"], "--root", demo_data["root"],
             "--workers", "0"]
 
-
-def _vifi(*args):
-    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
-    return vifi_in_process(*args)
 
 
 def _sha(path) -> str:

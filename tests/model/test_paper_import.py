@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-from tests.conftest import vifi_in_process
+from tests.conftest import vifi_in_process as _vifi  # in this process: a new one costs seconds of imports a call
 from vifi.config import PromptConfig
 from vifi.errors import VifiError
 from vifi.model.backbone import TINY_CLIP, build_clip
@@ -322,10 +322,6 @@ def naive_probs(model, root, frames):
     with torch.no_grad():
         return torch.cat([torch.softmax(model(normalise(data[i]["frames"]), tokens), dim=-1) for i in range(3)])
 
-
-def _vifi(*args):
-    """In this process (tests/conftest.py `vifi_in_process`): a new process per call costs seconds of imports."""
-    return vifi_in_process(*args)
 
 
 @pytest.mark.slow
